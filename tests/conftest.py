@@ -28,3 +28,13 @@ def real_category(name: str) -> Path:
     if not (REAL_DATA / name / "train" / "good").is_dir():
         pytest.skip(f"real data not found at {REAL_DATA / name}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in synthetic dataset, generated once per test session."""
+    from anomalib_grad.data import generate_synthetic_surfaces
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic_surfaces(root)
+    return root

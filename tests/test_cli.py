@@ -1,0 +1,95 @@
+"""The anomalib console script finds Grad by its bare name, its class path and a config file."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ANOMALIB = Path(sys.executable).parent / "anomalib"
+SMALL_ARGS = [
+    "--model.pre_trained=false",
+    "--model.input_size=[64, 64]",
+    "--model.branch_depth=1",
+    "--model.branch_width=16",
+    "--model.fbp_block_size=[0, 2]",
+    "--model.abnormal_epochs=1",
+    "--model.normal_epochs=1",
+    "--trainer.accelerator=cpu",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600, env=environment, check=False)
+
+
+def test_startup_hook_imports_nothing_heavy(tmp_path):
+    code = "import sys; print('anomalib_grad' in sys.modules, 'torch' in sys.modules)"
+    result = run([sys.executable, "-c", code], tmp_path)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_get_model_finds_grad_in_a_fresh_interpreter(tmp_path):
+    code = (
+        "from anomalib.models import get_model; "
+        "model = get_model('grad', pre_trained=False); "
+        "print(type(model).__module__, type(model).__name__)"
+    )
+    result = run([sys.executable, "-c", code], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["anomalib_grad.lightning_model", "Grad"]
+
+
+@pytest.mark.parametrize("model_name", ["Grad", "anomalib_grad.Grad"])
+def test_model_name_resolves(tmp_path, model_name):
+    result = run([str(ANOMALIB), "train", "--model", model_name, "--print_config"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "class_path: anomalib_grad.Grad" in result.stdout
+    assert "abnormal_epochs:" in result.stdout
+
+
+def test_train_with_bare_name_trains_tests_and_writes_maps(tmp_path, synthetic_root):
+    command = [
+        str(ANOMALIB),
+        "train",
+        "--model",
+        "Grad",
+        "--data",
+        "anomalib_grad.data.SyntheticSurfaces",
+        f"--data.root={synthetic_root}",
+        f"--default_root_dir={tmp_path / 'results'}",
+        *SMALL_ARGS,
+    ]
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "image_AUROC" in output and "pixel_AUROC" in output
+    maps = list((tmp_path / "results").rglob("images/**/*.png"))
+    assert len(maps) == 39  # one visualisation per test image
+    assert list((tmp_path / "results").rglob("*.ckpt"))
+
+
+def test_train_from_cpu_preset_config(tmp_path, synthetic_root):
+    command = [
+        str(ANOMALIB),
+        "train",
+        "--config",
+        str(REPO / "configs" / "grad_cpu.yaml"),
+        f"--data.root={synthetic_root}",
+        f"--default_root_dir={tmp_path / 'results'}",
+        *SMALL_ARGS,
+    ]
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "image_AUROC" in result.stdout + result.stderr
+
+
+def test_paper_config_parses(tmp_path):
+    result = run([str(ANOMALIB), "train", "--config", str(REPO / "configs" / "grad.yaml"), "--print_config"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backbone: tf_efficientnet_b6" in result.stdout
+    assert "branch_depth: 9" in result.stdout

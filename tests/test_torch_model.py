@@ -1,0 +1,101 @@
+"""GradModel: shapes, eval output, export-ability and input checks."""
+
+import pytest
+import torch
+from anomalib.data import InferenceBatch
+
+from anomalib_grad import GradModel
+from anomalib_grad.anomaly_map import SimilarityRefinement
+from anomalib_grad.fusion import GridFusion
+
+SMALL = {"input_size": (64, 64), "pre_trained": False, "branch_depth": 1, "branch_width": 16}
+
+
+@pytest.fixture(scope="module")
+def model() -> GradModel:
+    torch.manual_seed(0)
+    return GradModel(**SMALL).eval()
+
+
+def test_eval_forward_returns_inference_batch(model):
+    output = model(torch.rand(2, 3, 64, 64))
+    assert isinstance(output, InferenceBatch)
+    assert output.anomaly_map.shape == (2, 1, 64, 64)
+    assert output.pred_score.shape == (2,)
+    assert bool((output.anomaly_map >= 0).all())
+    # the image score is a pooled maximum of the map, so it cannot exceed the map's maximum
+    assert bool((output.pred_score <= output.anomaly_map.flatten(1).amax(1) + 1e-6).all())
+
+
+def test_training_forward_returns_reconstruction_and_features():
+    model = GradModel(**SMALL).train()
+    reconstruction, features = model(torch.rand(2, 3, 64, 64))
+    assert reconstruction.shape == features.shape
+    assert features.shape[-2:] == (8, 8)
+    assert reconstruction.requires_grad
+
+
+def test_feature_channels_follow_the_backbone():
+    lite = GradModel(backbone="tf_efficientnet_lite0", **SMALL)
+    resnet = GradModel(backbone="resnet18", **SMALL)
+    assert lite.extract_features(torch.rand(1, 3, 64, 64)).shape == (1, 40 + 112, 8, 8)
+    assert resnet.extract_features(torch.rand(1, 3, 64, 64)).shape == (1, 128 + 256, 8, 8)
+    assert lite.normal_grid.global_grid.shape == (1, 152 * 8 * 8, 4, 4)
+
+
+def test_eval_forward_is_exportable_with_dynamic_batch(model):
+    batch = torch.export.Dim("batch", min=1, max=16)
+    images = torch.rand(2, 3, 64, 64)
+    exported = torch.export.export(model, (images,), dynamic_shapes=({0: batch},))
+    other_batch = torch.rand(3, 3, 64, 64)
+    expected = model(other_batch)
+    actual = exported.module()(other_batch)
+    assert torch.allclose(actual[0], expected.pred_score, atol=1e-5)
+    assert torch.allclose(actual[2], expected.anomaly_map, atol=1e-5)
+
+
+def test_identical_features_give_zero_map_after_refinement():
+    features = torch.rand(1, 4, 3, 3) + 0.1
+    refined = SimilarityRefinement()(features, features)
+    assert torch.allclose(refined, features)
+
+
+def test_convex_fusion_has_no_learned_weight():
+    fusion = GridFusion("convex", blend=0.25)
+    assert list(fusion.parameters()) == []
+    assert torch.equal(fusion(torch.ones(1), torch.zeros(1)), torch.tensor([0.25]))
+
+
+@pytest.mark.parametrize("size", [(250, 256), (16, 16), (64,)])
+def test_unusable_input_size_is_rejected(size):
+    with pytest.raises(ValueError, match="multiple of 16"):
+        GradModel(input_size=size, pre_trained=False)
+
+
+def test_wrong_image_size_at_runtime_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="built for 64×64 images"):
+        model(torch.rand(1, 3, 96, 96))
+
+
+def test_unknown_backbone_is_rejected():
+    with pytest.raises(ValueError, match="Unknown or unsupported backbone 'no_such_net'"):
+        GradModel(backbone="no_such_net", **{k: v for k, v in SMALL.items() if k != "backbone"})
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        (["layer2", "nope"], "Layer 'nope' not found"),
+        (["layer1", "layer2"], "strides \\[4, 8\\]"),
+        (["layer2"], "exactly two layers"),
+        ([2, 9], "out of range"),
+    ],
+)
+def test_unusable_layers_are_rejected(layers, message):
+    with pytest.raises(ValueError, match=message):
+        GradModel(backbone="resnet18", layers=layers, **SMALL)
+
+
+def test_named_layers_at_strides_8_and_16_work():
+    model = GradModel(backbone="resnet18", layers=["layer2", "layer3"], **SMALL)
+    assert model.extract_features(torch.rand(1, 3, 64, 64)).shape == (1, 384, 8, 8)
