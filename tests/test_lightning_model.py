@@ -53,9 +53,12 @@ def test_each_stage_trains_exactly_its_parameters(synthetic_root, tmp_path):
     recorder = StageRecorder()
     calls = []
     extract = model.model.extract_features
-    model.model.extract_features = lambda images: calls.append((model.current_epoch, model.model.training)) or extract(
-        images
-    )
+
+    def counting_extract(images):
+        calls.append((model.current_epoch, model.model.training))
+        return extract(images)
+
+    model.model.extract_features = counting_extract
     fit(model, synthetic_root, tmp_path, [recorder])
     stage_a, stage_b = recorder.changes
 
