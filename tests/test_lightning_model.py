@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from anomalib.data import ImageBatch
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, seed_everything
 
@@ -119,6 +120,14 @@ def test_seeded_training_is_reproducible(synthetic_root, tmp_path):
         fit(model, synthetic_root, tmp_path / str(run))
         weights.append(model.model.state_dict())
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_nan_image_in_a_validation_batch_is_a_clear_error(small_grad):
+    images = torch.rand(2, 3, 64, 64)
+    images[1, 0, 3, 3] = float("nan")
+    batch = ImageBatch(image=images, image_path=["good.png", "broken.png"])
+    with pytest.raises(ValueError, match=r"NaN or infinite values .*broken\.png"):
+        small_grad.validation_step(batch)
 
 
 def test_nan_in_images_is_a_clear_error(small_grad):
