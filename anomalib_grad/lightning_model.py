@@ -38,9 +38,11 @@ from torch import nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import StepLR
 
+from .export import GradExportMixin
 from .feature_block_paste import FeatureBlockPaste
 from .feature_cache import FeatureCache
 from .loss import ContrastiveLoss, ReconstructionLoss
+from .pre_processor import ExactPreProcessor
 from .torch_model import GradModel, check_input_size
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 Stage = Literal["abnormal", "normal"]
 
 
-class Grad(AnomalibModule):
+class Grad(GradExportMixin, AnomalibModule):
     """GRAD Lightning module.
 
     The defaults are the CPU preset's model (EfficientNet-Lite0, whose ImageNet
@@ -84,7 +86,8 @@ class Grad(AnomalibModule):
         fbp_per_image: One FBP block per image instead of per batch. Defaults to ``False``.
         fbp_seed: Seed of FBP's generator; ``None`` follows torch's global seed.
         cache_features: Cache backbone features of training images. Defaults to ``True``.
-        pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation.
+        pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation
+            (exported with the same antialiased resize, see :class:`~anomalib_grad.pre_processor.ExactPreProcessor`).
         post_processor: Post-processor or flag. Defaults to ``True``.
         evaluator: Evaluator or flag. Defaults to ``True``.
         visualizer: Visualizer or flag. Defaults to ``True``.
@@ -174,6 +177,18 @@ class Grad(AnomalibModule):
         self.lr_step_epochs = lr_step_epochs
         self.lr_gamma = lr_gamma
         self.gradient_clip_val = gradient_clip_val
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize to ``image_size`` and normalise with ImageNet statistics, exported exactly.
+
+        Args:
+            image_size: ``(H, W)``; defaults to ``(256, 256)``.
+
+        Returns:
+            An :class:`~anomalib_grad.pre_processor.ExactPreProcessor`.
+        """
+        return ExactPreProcessor(transform=super().configure_pre_processor(image_size).transform)
 
     def stage_modules(self, stage: Stage) -> tuple[list[nn.Module], list[nn.Module]]:
         """Split the trainable parts of the model for a stage.

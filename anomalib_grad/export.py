@@ -1,0 +1,322 @@
+"""Exact, checked and atomic export of GRAD to PyTorch, ONNX and OpenVINO.
+
+:class:`GradExportMixin` wraps anomalib's :class:`~anomalib.models.components.base.ExportMixin`:
+
+- it refuses to export a model that was never trained (no score normalisation or
+  threshold yet) and validates ``input_size``;
+- files are written into a staging folder beside the destination and moved into
+  place at the end, the model file (``.xml``, ``.onnx``, ``.pt``) last and any
+  previous one removed first, so an interrupted export never leaves a file that
+  looks like a valid model;
+- the OpenVINO model resizes with antialiasing, as training did, and its outputs
+  carry exactly the prediction field names (see :mod:`~anomalib_grad.openvino_graph`);
+- ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
+  validation split, which holds test images);
+- ``load_from_checkpoint`` rejects checkpoints of other models with a clear message
+  and takes the backbone weights from the checkpoint instead of downloading them.
+
+Example:
+    >>> from anomalib.deploy import ExportType
+    >>> from anomalib.engine import Engine
+    >>> engine = Engine()  # doctest: +SKIP
+    >>> engine.export(Grad(), ExportType.OPENVINO, ckpt_path="model.ckpt")  # doctest: +SKIP
+"""
+
+import io
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Self
+
+import torch
+from anomalib.data import AnomalibDataModule
+from anomalib.deploy import CompressionType, ExportType
+from anomalib.post_processing import PostProcessor
+from torchvision.transforms.v2.functional import resize
+
+logger = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".xml", ".onnx", ".pt")
+CALIBRATION_IMAGES = 300
+
+
+class GradExportMixin:
+    """Export and checkpoint loading for :class:`~anomalib_grad.Grad` (see the module docstring)."""
+
+    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
+        """Export the whole module, pre- and post-processing included, with ``torch.save``.
+
+        Args:
+            export_root: Folder; the model goes to ``<export_root>/weights/torch``.
+            model_file_name: File name without suffix.
+
+        Returns:
+            Path of the ``.pt`` file.
+        """
+        check_trained(self)
+        with staged_export(export_root, ExportType.TORCH) as staging:
+            super().to_torch(staging, model_file_name)
+        return exported_path(export_root, ExportType.TORCH, model_file_name + ".pt")
+
+    def to_onnx(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Path:
+        """Export to ONNX (opset 18: antialiased ``Resize``).
+
+        Args:
+            export_root: Folder; the model goes to ``<export_root>/weights/onnx``.
+            model_file_name: File name without suffix.
+            input_size: Fixed image size ``(H, W)``; ``None`` accepts any size (resized inside the graph).
+            kwargs: Passed to :func:`torch.onnx.export`, e.g. ``dynamic_axes={"input": {}}`` for a fixed batch of 1.
+
+        Returns:
+            Path of the ``.onnx`` file.
+        """
+        check_trained(self)
+        check_export_size(self, input_size)
+        kwargs.setdefault("opset_version", 18)
+        with staged_export(export_root, ExportType.ONNX) as staging:
+            super().to_onnx(staging, model_file_name, input_size, **kwargs)
+        return exported_path(export_root, ExportType.ONNX, model_file_name + ".onnx")
+
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        datamodule: AnomalibDataModule | None = None,
+        metric: Any = None,
+        task: Any = None,
+        max_drop: float = 0.01,
+        ov_kwargs: dict[str, Any] | None = None,
+        onnx_kwargs: dict[str, Any] | None = None,
+    ) -> Path:
+        """Export to OpenVINO IR, optionally compressed (FP16, INT8 weights, INT8 post-training quantisation).
+
+        Args:
+            export_root: Folder; the model goes to ``<export_root>/weights/openvino``.
+            model_file_name: File name without suffix.
+            input_size: Fixed image size ``(H, W)``; ``None`` accepts any size (resized inside the graph).
+            compression_type: ``FP16``, ``INT8``, ``INT8_PTQ`` or ``INT8_ACQ``; ``None`` keeps FP32.
+            datamodule: Data for ``INT8_PTQ`` (training images calibrate) and ``INT8_ACQ``.
+            metric: Metric for ``INT8_ACQ``.
+            task: Task for ``INT8_ACQ``.
+            max_drop: Largest accuracy drop ``INT8_ACQ`` accepts.
+            ov_kwargs: Passed to :func:`openvino.convert_model`, e.g. ``{"input": [1, 3, 256, 256]}``.
+            onnx_kwargs: Passed to :func:`torch.onnx.export`.
+
+        Returns:
+            Path of the ``.xml`` file (its weights are the ``.bin`` beside it).
+        """
+        import openvino as ov
+
+        from .openvino_graph import clean_output_names, restore_antialiasing
+
+        check_trained(self)
+        check_export_size(self, input_size)
+        with staged_export(export_root, ExportType.OPENVINO) as staging, tempfile.TemporaryDirectory() as onnx_root:
+            onnx_path = self.to_onnx(onnx_root, model_file_name, input_size, **(onnx_kwargs or {}))
+            model = ov.convert_model(onnx_path, **(ov_kwargs or {}))
+            restore_antialiasing(model)
+            clean_output_names(model)
+            if compression_type not in {None, CompressionType.FP16}:
+                model = self._compress_ov_model(model, compression_type, datamodule, metric, task, max_drop)
+            ov_path = staging / "weights" / ExportType.OPENVINO.value / (model_file_name + ".xml")
+            ov_path.parent.mkdir(parents=True, exist_ok=True)
+            ov.save_model(model, ov_path, compress_to_fp16=compression_type == CompressionType.FP16)
+        return exported_path(export_root, ExportType.OPENVINO, model_file_name + ".xml")
+
+    def _post_training_quantization_ov(self, model: Any, datamodule: AnomalibDataModule | None = None) -> Any:
+        """Quantise with NNCF, calibrated on up to 300 training images (never on test images).
+
+        Args:
+            model: OpenVINO model.
+            datamodule: Datamodule whose training images calibrate.
+
+        Returns:
+            The quantised OpenVINO model.
+
+        Raises:
+            ValueError: Without a datamodule.
+        """
+        import nncf
+
+        if datamodule is None:
+            msg = "INT8_PTQ calibrates on training images: pass a datamodule (CLI: --data ...)."
+            raise ValueError(msg)
+        datamodule.setup("fit")
+        dataset = datamodule.train_data
+        count = min(CALIBRATION_IMAGES, len(dataset))
+        shape = model.input(0).get_partial_shape()
+        size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else self.model.input_size
+        calibration = [resize(dataset[index].image, list(size)).unsqueeze(0).numpy() for index in range(count)]
+        logger.info("Calibrating INT8 quantisation on %d training images at %s.", count, size)
+        return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count)
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path | IO,
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Load a GRAD checkpoint; the backbone weights come from it, nothing is downloaded.
+
+        Args:
+            checkpoint_path: Checkpoint file or file object.
+            map_location: As :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
+            hparams_file: As Lightning.
+            strict: As Lightning.
+            weights_only: As Lightning.
+            kwargs: Overrides of the saved hyperparameters.
+
+        Returns:
+            The model.
+
+        Raises:
+            ValueError: If the file is not a GRAD checkpoint.
+        """
+        if isinstance(checkpoint_path, str | Path):
+            buffer = io.BytesIO(Path(checkpoint_path).read_bytes())
+        else:
+            buffer = io.BytesIO(checkpoint_path.read())
+        checkpoint = torch.load(buffer, map_location="cpu", weights_only=weights_only is not False)
+        check_grad_checkpoint(checkpoint, checkpoint_path)
+        buffer.seek(0)
+        kwargs.setdefault("pre_trained", False)
+        return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, weights_only, **kwargs)
+
+
+def check_trained(module: Any) -> None:
+    """Refuse to export a model whose scores were never normalised or thresholded.
+
+    Args:
+        module: The model to export.
+
+    Raises:
+        RuntimeError: If its post-processor has no statistics yet.
+    """
+    post_processor = getattr(module, "post_processor", None)
+    if not isinstance(post_processor, PostProcessor):
+        return
+    statistics = torch.stack([post_processor.image_min, post_processor.image_max, post_processor.image_threshold])
+    if not bool(torch.isfinite(statistics).all()):
+        msg = (
+            f"{type(module).__name__} has not been trained: it has no score normalisation or threshold yet, so an "
+            "export would output meaningless scores and labels. Train it first (`anomalib train`, `engine.train`) "
+            "and export from the checkpoint: `anomalib export --model Grad --export_type openvino --ckpt_path "
+            "<run>/weights/lightning/model.ckpt`."
+        )
+        raise RuntimeError(msg)
+
+
+def check_export_size(module: Any, input_size: tuple[int, int] | None) -> None:
+    """Check the fixed input size of a static export.
+
+    Args:
+        module: The model to export.
+        input_size: ``(H, W)`` or ``None`` (any size).
+
+    Raises:
+        ValueError: If the size is not two positive integers, or differs from the model's
+            input size while there is no pre-processor to resize.
+    """
+    if input_size is None:
+        return
+    if len(input_size) != 2 or not all(isinstance(side, int) and side > 0 for side in input_size):
+        msg = f"input_size must be two positive integers (height, width), got {input_size!r}."
+        raise ValueError(msg)
+    model_size = tuple(module.model.input_size)
+    if module.pre_processor is None and tuple(input_size) != model_size:
+        msg = (
+            f"This model has no pre-processor to resize images, so a static export must use its input size "
+            f"{model_size}, got {tuple(input_size)}."
+        )
+        raise ValueError(msg)
+
+
+def check_grad_checkpoint(checkpoint: Any, source: object) -> None:
+    """Fail clearly when a checkpoint does not hold a GRAD model.
+
+    Args:
+        checkpoint: The loaded checkpoint.
+        source: Where it came from, for the message.
+
+    Raises:
+        ValueError: If it has no GRAD grids.
+    """
+    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if isinstance(state_dict, dict) and any(key.startswith("model.normal_grid.") for key in state_dict):
+        return
+    modules = sorted({key.split(".")[1] for key in state_dict or {} if key.startswith("model.") and "." in key[6:]})
+    found = f"its model has {', '.join(modules[:6])}" if modules else "it has no model weights"
+    msg = f"{source} is not a GRAD checkpoint ({found}). Pass the checkpoint of a trained Grad model."
+    raise ValueError(msg)
+
+
+@contextmanager
+def staged_export(export_root: Path | str, export_type: ExportType) -> Iterator[Path]:
+    """Stage an export beside its destination and publish it only when it completed.
+
+    Args:
+        export_root: The export's root folder (created when missing).
+        export_type: Decides the ``weights/<type>`` sub-folder.
+
+    Yields:
+        A staging root to export into (as if it were ``export_root``).
+
+    Raises:
+        NotADirectoryError: If ``export_root`` or a parent is a file.
+    """
+    destination = Path(export_root) / "weights" / export_type.value
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        msg = f"Cannot export to {destination}: {error.filename} is a file, not a folder."
+        raise NotADirectoryError(msg) from error
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=destination))
+    try:
+        yield staging
+        publish(staging / "weights" / export_type.value, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(source: Path, destination: Path) -> None:
+    """Move exported files into place: old model files out first, new model files in last.
+
+    Args:
+        source: Folder holding the complete export.
+        destination: Final folder (same file system).
+    """
+    files = sorted(source.iterdir(), key=lambda path: path.suffix in MODEL_SUFFIXES)
+    for path in files:
+        if path.suffix in MODEL_SUFFIXES:
+            (destination / path.name).unlink(missing_ok=True)
+    for path in files:
+        path.replace(destination / path.name)
+
+
+def exported_path(export_root: Path | str, export_type: ExportType, file_name: str) -> Path:
+    """Path of an exported model file.
+
+    Args:
+        export_root: The export's root folder.
+        export_type: Export format.
+        file_name: Model file name.
+
+    Returns:
+        ``<export_root>/weights/<type>/<file_name>``.
+    """
+    return Path(export_root) / "weights" / export_type.value / file_name
