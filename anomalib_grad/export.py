@@ -147,19 +147,7 @@ class GradExportMixin:
         Raises:
             ValueError: Without a datamodule.
         """
-        import nncf
-
-        if datamodule is None:
-            msg = "INT8_PTQ calibrates on training images: pass a datamodule (CLI: --data ...)."
-            raise ValueError(msg)
-        datamodule.setup("fit")
-        dataset = datamodule.train_data
-        count = min(CALIBRATION_IMAGES, len(dataset))
-        shape = model.input(0).get_partial_shape()
-        size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else self.model.input_size
-        calibration = [resize(dataset[index].image, list(size)).unsqueeze(0).numpy() for index in range(count)]
-        logger.info("Calibrating INT8 quantisation on %d training images at %s.", count, size)
-        return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count)
+        return quantize_on_training_images(model, datamodule, self.model.input_size)
 
     @classmethod
     def load_from_checkpoint(
@@ -196,6 +184,39 @@ class GradExportMixin:
         buffer.seek(0)
         kwargs.setdefault("pre_trained", False)
         return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, weights_only, **kwargs)
+
+
+def quantize_on_training_images(
+    model: Any,
+    datamodule: AnomalibDataModule | None,
+    default_size: tuple[int, int],
+) -> Any:
+    """Quantise an OpenVINO model to INT8 with NNCF, calibrated on up to 300 training images.
+
+    Args:
+        model: OpenVINO model of any anomalib model (images in [0, 1] go in).
+        datamodule: Datamodule whose training images calibrate.
+        default_size: Size the images are resized to when the model accepts any size.
+
+    Returns:
+        The quantised model.
+
+    Raises:
+        ValueError: Without a datamodule.
+    """
+    import nncf
+
+    if datamodule is None:
+        msg = "INT8_PTQ calibrates on training images: pass a datamodule (CLI: --data ...)."
+        raise ValueError(msg)
+    datamodule.setup("fit")
+    dataset = datamodule.train_data
+    count = min(CALIBRATION_IMAGES, len(dataset))
+    shape = model.input(0).get_partial_shape()
+    size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else default_size
+    calibration = [resize(dataset[index].image, list(size)).unsqueeze(0).numpy() for index in range(count)]
+    logger.info("Calibrating INT8 quantisation on %d training images at %s.", count, size)
+    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count)
 
 
 def check_trained(module: Any) -> None:

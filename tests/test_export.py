@@ -15,6 +15,7 @@ from anomalib.engine import Engine
 from anomalib.models import Padim
 from anomalib.pre_processing.utils.transform import get_exportable_transform
 from lightning.pytorch import seed_everything
+from torchvision.transforms.v2.functional import to_pil_image
 
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
@@ -131,6 +132,26 @@ def test_fixed_batch_and_size_export_works_with_anomalibs_inferencer(trained, tm
     prediction = OpenVINOInferencer(path, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"}).predict(image_path)
     exported = {name: getattr(prediction, name) for name in ("pred_score", "pred_label", "anomaly_map", "pred_mask")}
     assert_parity(exported, checkpoint_prediction(model, read_image(image_path, as_tensor=True).unsqueeze(0)))
+
+
+def test_openvino_inferencer_on_a_folder_matches_anomalib_predict(trained, openvino_export, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the inferencer writes an openvino_cache folder into the working directory
+    _, checkpoint, datamodule = trained
+    folder = tmp_path / "images"
+    folder.mkdir()
+    images = sample_images(datamodule, 3)
+    for image, size in zip(images, [(300, 200), (90, 64), (256, 256)], strict=True):
+        resized = torch.nn.functional.interpolate(image[None], size=size, mode="bilinear")[0]
+        to_pil_image(resized.clamp(0, 1)).save(folder / f"{size[0]}x{size[1]}.png")
+    engine = Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False)
+    batches = engine.predict(Grad(**SMALL_MODEL), data_path=folder, ckpt_path=checkpoint)
+    inferencer = OpenVINOInferencer(openvino_export, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
+    assert len(batches) == 3
+    for batch in batches:
+        prediction = inferencer.predict(batch.image_path[0])
+        exported = {name: getattr(prediction, name) for name in ("pred_score", "pred_label", "anomaly_map")}
+        reference = {name: getattr(batch, name).numpy() for name in ("pred_score", "pred_label", "anomaly_map")}
+        assert_parity(exported, reference)
 
 
 def test_torch_export_reloads_and_matches(trained, tmp_path):

