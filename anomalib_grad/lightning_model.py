@@ -43,7 +43,8 @@ from .feature_block_paste import FeatureBlockPaste
 from .feature_cache import FeatureCache
 from .loss import ContrastiveLoss, ReconstructionLoss
 from .pre_processor import ExactPreProcessor
-from .torch_model import GradModel, check_input_size
+from .real_anomalies import RealAnomalyStream, anomalous_rows_with_masks, mask_to_feature_grid
+from .torch_model import GradModel, check_finite, check_input_size
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,10 @@ class Grad(GradExportMixin, AnomalibModule):
         fbp_connectivity: FBP walk moves, ``8`` (paper) or ``4`` (official code).
         fbp_per_image: One FBP block per image instead of per batch. Defaults to ``False``.
         fbp_seed: Seed of FBP's generator; ``None`` follows torch's global seed.
+        learn_from_real_anomalies: In stage A, also learn from the datamodule's real defective images
+            with masks (``anomaly_train_dataloader()``, e.g. ``holdout_anomalies_per_type`` or
+            ``external_anomalies`` of :class:`~anomalib_grad.data.MultiCategory`) and from anomalous
+            images in training batches. Defaults to ``True``.
         cache_features: Cache backbone features of training images. Defaults to ``True``.
         pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation
             (exported with the same antialiased resize, see :class:`~anomalib_grad.pre_processor.ExactPreProcessor`).
@@ -125,6 +130,7 @@ class Grad(GradExportMixin, AnomalibModule):
         fbp_connectivity: Literal[4, 8] = 8,
         fbp_per_image: bool = False,
         fbp_seed: int | None = None,
+        learn_from_real_anomalies: bool = True,
         cache_features: bool = True,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
@@ -169,6 +175,8 @@ class Grad(GradExportMixin, AnomalibModule):
         self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
         self.reconstruction_loss = ReconstructionLoss()
         self.feature_cache = FeatureCache(enabled=cache_features)
+        self.learn_from_real_anomalies = learn_from_real_anomalies
+        self.real_anomalies: RealAnomalyStream | None = None
         self.abnormal_epochs = abnormal_epochs
         self.normal_epochs = normal_epochs
         self.grid_lr = grid_lr
@@ -230,11 +238,15 @@ class Grad(GradExportMixin, AnomalibModule):
             module.requires_grad_(True).train()
 
     def on_fit_start(self) -> None:
-        """Turn the feature cache off when training images are augmented."""
+        """Turn the feature cache off when training images are augmented; find real training anomalies."""
         datamodule = getattr(self.trainer, "datamodule", None)
         if getattr(datamodule, "train_augmentations", None) is not None:
             logger.info("Training images are augmented: backbone features are not cached.")
             self.feature_cache.enabled = False
+        if self.learn_from_real_anomalies:
+            self.real_anomalies = RealAnomalyStream.from_datamodule(datamodule)
+            if self.real_anomalies is not None:
+                logger.info("Stage A learns from %d real anomalous images beside FBP.", len(self.real_anomalies))
 
     def on_fit_end(self) -> None:
         """Free the cached training features."""
@@ -256,13 +268,46 @@ class Grad(GradExportMixin, AnomalibModule):
         self.apply_stage(stage)
         features = self.feature_cache.get_or_compute(batch.image_path, batch.image, self.model.extract_features)
         check_finite(features, batch.image_path)
+        anomalous = anomalous_rows_with_masks(batch)
+        normal_features = features[~anomalous]
         if stage == "abnormal":
-            augmented, mask = self.feature_block_paste(features)
-            loss = self.contrastive_loss(self.model.abnormal_scores(augmented), mask)
+            augmented, mask = self.feature_block_paste(normal_features) if len(normal_features) else (features[:0],) * 2
+            real_features, real_mask = self.real_anomaly_features(batch, features, anomalous)
+            scores = self.model.abnormal_scores(torch.cat([augmented, real_features]))
+            loss = self.contrastive_loss(scores, torch.cat([mask.to(real_mask.dtype), real_mask]))
+        elif len(normal_features):  # Stage B learns from normal images only.
+            loss = self.reconstruction_loss(self.model.reconstruct(normal_features), normal_features)
         else:
-            loss = self.reconstruction_loss(self.model.reconstruct(features), features)
+            return None
         self.log(f"train_{stage}_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(features))
         return {"loss": loss}
+
+    def real_anomaly_features(
+        self, batch: Batch, features: torch.Tensor, anomalous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and feature-grid masks of the real anomalies for one stage-A step.
+
+        They are the batch's own anomalous images plus, when the datamodule offers training
+        anomalies, one batch of those; none when ``learn_from_real_anomalies`` is off.
+
+        Args:
+            batch: Training batch.
+            features: The batch's features.
+            anomalous: ``(B,)`` booleans marking the batch's anomalous images.
+
+        Returns:
+            Features ``(N, C, h, w)`` and binary masks ``(N, 1, h, w)``; ``N`` may be zero.
+        """
+        size = self.model.feature_size
+        parts = [(features[:0], features.new_zeros((0, 1, *size)))]
+        if self.learn_from_real_anomalies and bool(anomalous.any()):
+            parts.append((features[anomalous], mask_to_feature_grid(batch.gt_mask[anomalous], size)))
+        if self.learn_from_real_anomalies and self.real_anomalies is not None:
+            real = self.real_anomalies.next_batch(self.device)
+            real_features = self.feature_cache.get_or_compute(real.image_path, real.image, self.model.extract_features)
+            check_finite(real_features, real.image_path)
+            parts.append((real_features, mask_to_feature_grid(real.gt_mask, size)))
+        return torch.cat([part[0] for part in parts]), torch.cat([part[1].to(features.dtype) for part in parts])
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Predict a validation batch so anomalib can fit thresholds and normalisation.
@@ -341,25 +386,3 @@ class Grad(GradExportMixin, AnomalibModule):
     def learning_type(self) -> LearningType:
         """GRAD learns from normal images only."""
         return LearningType.ONE_CLASS
-
-
-def check_finite(values: torch.Tensor, image_paths: Sequence[str] | None) -> None:
-    """Fail clearly when images or features hold NaN or infinity.
-
-    Args:
-        values: Images or features ``(B, ...)``.
-        image_paths: Paths of the batch's images, for the message.
-
-    Raises:
-        ValueError: If any value is not finite.
-    """
-    finite = torch.isfinite(values.flatten(start_dim=1)).all(dim=1)
-    if bool(finite.all()):
-        return
-    bad = [index for index, ok in enumerate(finite.tolist()) if not ok]
-    names = [image_paths[index] for index in bad] if image_paths else bad
-    msg = (
-        f"NaN or infinite values in the images or backbone features of {names}. Check the images and the "
-        "pre-processing (normalisation), and that the backbone weights are intact."
-    )
-    raise ValueError(msg)

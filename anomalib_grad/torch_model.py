@@ -183,6 +183,28 @@ class GradModel(nn.Module):
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
 
 
+def check_finite(values: torch.Tensor, image_paths: Sequence[str] | None) -> None:
+    """Fail clearly when images or features hold NaN or infinity.
+
+    Args:
+        values: Images or features ``(B, ...)``.
+        image_paths: Paths of the batch's images, for the message.
+
+    Raises:
+        ValueError: If any value is not finite.
+    """
+    finite = torch.isfinite(values.flatten(start_dim=1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = [index for index, ok in enumerate(finite.tolist()) if not ok]
+    names = [image_paths[index] for index in bad] if image_paths else bad
+    msg = (
+        f"NaN or infinite values in the images or backbone features of {names}. Check the images and the "
+        "pre-processing (normalisation), and that the backbone weights are intact."
+    )
+    raise ValueError(msg)
+
+
 def _init_weights(module: nn.Module) -> None:
     """Initialise convolutions and linears with N(0, 0.01) and zero bias (CRAD's scheme)."""
     if isinstance(module, nn.Conv2d | nn.Linear):

@@ -38,3 +38,28 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate_synthetic_surfaces(root)
     return root
+
+
+def write_mixed_categories(root: Path) -> Path:
+    """Write three tiny categories in MVTec layout that differ in size, channels and defects.
+
+    ``rgb``: 64×64 RGB, 3 defect types; ``gray``: 80×80 grayscale, 3 defect types;
+    ``nodefects``: 64×64 RGB with normal test images only.
+    """
+    from PIL import Image
+
+    from anomalib_grad.data import generate_synthetic_surfaces
+
+    counts = {"num_train": 6, "num_test_good": 3}
+    generate_synthetic_surfaces(root, category="rgb", seed=0, image_size=64, num_test_per_defect=2, **counts)
+    gray = generate_synthetic_surfaces(root, category="gray", seed=1, image_size=80, num_test_per_defect=2, **counts)
+    for path in [*(gray / "train").rglob("*.png"), *(gray / "test").rglob("*.png")]:
+        Image.open(path).convert("L").save(path)
+    generate_synthetic_surfaces(root, category="nodefects", seed=2, image_size=64, num_test_per_defect=0, **counts)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny categories of mixed sizes and channels (see :func:`write_mixed_categories`), generated once."""
+    return write_mixed_categories(tmp_path_factory.mktemp("mixed"))

@@ -36,6 +36,7 @@ from anomalib.data.datasets.base import AnomalibDataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
+from .anomalies import LabelledAnomaliesMixin
 from .synthetic import default_cache_root, generate_synthetic_surfaces
 from .validation import (
     MASK_SUFFIX,
@@ -149,7 +150,7 @@ class MVTecLayoutDataset(AnomalibDataset):
         self.samples = make_mvtec_layout_dataset(self.root_category, split=split)
 
 
-class MVTecLayout(MVTecAD):
+class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
     """Datamodule for a local category folder in MVTec AD layout; never downloads.
 
     Unlike :class:`anomalib.data.MVTecAD`, the category may have any name (e.g. ``"magnetic_tile"``),
@@ -172,7 +173,13 @@ class MVTecLayout(MVTecAD):
         val_split_mode (ValSplitMode | str): How to obtain the validation set.
             Defaults to ``ValSplitMode.SAME_AS_TEST``.
         val_split_ratio (float): Fraction of images used for validation by splitting modes. Defaults to ``0.5``.
-        seed (int | None): Seed of the random subset splits. Defaults to ``None``.
+        seed (int | None): Seed of the random subset splits and of the held-out anomalies. Defaults to ``None``.
+        holdout_anomalies_per_type (int): Defective test images per defect type moved from the test set
+            into ``anomaly_train_data`` (real anomalies for Grad's stage A; see
+            :mod:`anomalib_grad.data.anomalies`). Defaults to ``0``.
+        external_anomalies (Path | str | None): Root in MVTec AD layout of extra defective images with
+            masks (``<category>/test/<defect>``, ``<category>/ground_truth/<defect>``) for
+            ``anomaly_train_data``. Defaults to ``None``.
 
     Example:
         >>> datamodule = MVTecLayout(root="./datasets", category="magnetic_tile")  # doctest: +SKIP
@@ -181,6 +188,8 @@ class MVTecLayout(MVTecAD):
         >>> len(datamodule.train_data)  # doctest: +SKIP
         761
     """
+
+    CATEGORIES = None  # Any category folder under ``root``.
 
     def __init__(
         self,
@@ -198,6 +207,8 @@ class MVTecLayout(MVTecAD):
         val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
         val_split_ratio: float = 0.5,
         seed: int | None = None,
+        holdout_anomalies_per_type: int = 0,
+        external_anomalies: Path | str | None = None,
     ) -> None:
         super().__init__(
             root=Path(root).expanduser(),
@@ -215,6 +226,7 @@ class MVTecLayout(MVTecAD):
             val_split_ratio=val_split_ratio,
             seed=seed,
         )
+        self._init_labelled_anomalies(holdout_anomalies_per_type, external_anomalies)
 
     def prepare_data(self) -> None:
         """Validate the dataset folder instead of downloading it.
@@ -228,6 +240,7 @@ class MVTecLayout(MVTecAD):
         """Create the train and test datasets; anomalib derives the validation set from them."""
         self.train_data = MVTecLayoutDataset(root=self.root, category=self.category, split=Split.TRAIN)
         self.test_data = MVTecLayoutDataset(root=self.root, category=self.category, split=Split.TEST)
+        self._take_labelled_anomalies()
 
 
 class SyntheticSurfaces(MVTecLayout):

@@ -1,0 +1,272 @@
+"""Labelled anomalous training images ("external anomaly samples") for GRAD's abnormal stage.
+
+A datamodule with :class:`LabelledAnomaliesMixin` offers, beside its normal training set, a
+small set of real defective images with ground-truth masks in ``anomaly_train_data``, from
+either or both of:
+
+- ``holdout_anomalies_per_type=N``: N defective images per (category, defect type), drawn with
+  the datamodule's seed, *removed* from the test set before the validation split is made;
+- ``external_anomalies=ROOT``: a folder in MVTec AD layout holding, for some categories,
+  ``ROOT/<category>/test/<defect>/*`` images and ``ROOT/<category>/ground_truth/<defect>/*`` masks.
+
+Only models that ask for them use them (:class:`~anomalib_grad.Grad` in stage A); the normal
+training dataloader never contains them, so other models are unaffected. After setup, any
+overlap between these images and the test or validation images raises :class:`DataLeakageError`.
+
+Example:
+    >>> from anomalib_grad.data import MVTecLayout
+    >>> datamodule = MVTecLayout(root="../shared/data/real", category="bottle", holdout_anomalies_per_type=5)
+    >>> datamodule.setup()  # doctest: +SKIP
+    >>> len(datamodule.anomaly_train_data)  # doctest: +SKIP
+    15
+"""
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from anomalib.data.datasets.base import AnomalibDataset
+from anomalib.data.utils import LabelName
+from torch.utils.data import DataLoader
+
+from .samples_dataset import SamplesDataset
+from .validation import (
+    MASK_SUFFIX,
+    NORMAL_LABEL,
+    DatasetLayoutError,
+    _checked_image_size,
+    _format_size,
+    index_masks,
+    list_images,
+    list_subfolders,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DataLeakageError(ValueError):
+    """Raised when an image used for training is also a test or validation image.
+
+    Example:
+        >>> raise DataLeakageError("1 training anomaly is also a test image: ['a.png']")
+        Traceback (most recent call last):
+        ...
+        anomalib_grad.data.anomalies.DataLeakageError: 1 training anomaly is also a test image: ['a.png']
+    """
+
+
+def make_anomaly_samples(category_root: str | Path, category: str | None = None) -> pd.DataFrame:
+    """Build the samples table of the defective images (with masks) of one category folder.
+
+    Reads ``category_root/test/<defect>/*`` for every defect folder other than ``good`` and pairs
+    each image with ``category_root/ground_truth/<defect>/<stem>[_mask].<ext>``.
+
+    Args:
+        category_root (str | Path): Category folder in MVTec AD layout (``train/`` is not needed).
+        category (str | None): Value of the ``category`` column. Defaults to the folder name.
+
+    Returns:
+        pd.DataFrame: Anomalous samples (``split`` ``"train"``, ``label_index`` 1) with ``mask_path``.
+
+    Raises:
+        DatasetLayoutError: If the folder has no defective images, an image has no mask, a mask differs
+            in size from its image, or a file is unreadable.
+
+    Example:
+        >>> samples = make_anomaly_samples("./extra/bottle")  # doctest: +SKIP
+        >>> samples.columns.tolist()  # doctest: +SKIP
+        ['path', 'split', 'label', 'image_path', 'label_index', 'mask_path', 'category']
+    """
+    category_root = Path(category_root).expanduser()
+    rows = []
+    for defect_folder in list_subfolders(category_root / "test"):
+        if defect_folder.name == NORMAL_LABEL:
+            continue
+        mask_folder = category_root / "ground_truth" / defect_folder.name
+        masks = index_masks(mask_folder)
+        for image_path in list_images(defect_folder):
+            mask_path = masks.get(image_path.stem)
+            if mask_path is None:
+                msg = (
+                    f"External anomaly image '{image_path}' has no mask: every defective training image needs its "
+                    f"ground-truth mask, e.g. '{mask_folder / (image_path.stem + MASK_SUFFIX + '.png')}'."
+                )
+                raise DatasetLayoutError(msg)
+            image_size = _checked_image_size(image_path)
+            mask_size = _checked_image_size(mask_path, kind="Mask")
+            if mask_size != image_size:
+                msg = (
+                    f"Mask '{mask_path}' has size {_format_size(mask_size)} but its external anomaly image "
+                    f"'{image_path}' has size {_format_size(image_size)}. Each mask must have exactly the size "
+                    "of its image."
+                )
+                raise DatasetLayoutError(msg)
+            rows.append((str(category_root), "train", defect_folder.name, str(image_path), 1, str(mask_path)))
+    if not rows:
+        msg = (
+            f"Found no defective images in '{category_root / 'test'}'. External anomalies are read from "
+            "<root>/<category>/test/<defect>/ with masks in <root>/<category>/ground_truth/<defect>/."
+        )
+        raise DatasetLayoutError(msg)
+    samples = pd.DataFrame(rows, columns=["path", "split", "label", "image_path", "label_index", "mask_path"])
+    samples["category"] = category or category_root.name
+    return samples
+
+
+def select_holdout(samples: pd.DataFrame, per_type: int, seed: int) -> list[int]:
+    """Pick ``per_type`` anomalous rows per (category, defect type), seeded; keep one per type for testing.
+
+    Args:
+        samples (pd.DataFrame): Test samples; ``label`` (defect type) and ``category`` columns are used when present.
+        per_type (int): Images to pick per defect type.
+        seed (int): Seed of the draw.
+
+    Returns:
+        list[int]: Positional indices of the picked rows, sorted.
+
+    Raises:
+        DatasetLayoutError: If a picked image has no mask.
+
+    Example:
+        >>> table = pd.DataFrame({"label": ["a", "a", "good"], "label_index": [1, 1, 0], "mask_path": ["m", "n", None]})
+        >>> select_holdout(table, per_type=5, seed=0)
+        [0]
+    """
+    generator = np.random.default_rng(seed)
+    positions = pd.Series(range(len(samples)), index=samples.index)
+    anomalous = samples[samples["label_index"] == LabelName.ABNORMAL]
+    keys = [column for column in ("category", "label") if column in anomalous]
+    groups = anomalous.groupby(keys, sort=True) if keys else [("anomalous", anomalous)]
+    picked: list[int] = []
+    for key, group in groups:
+        count = min(per_type, len(group) - 1)
+        if count < per_type:
+            logger.warning("Defect type %s has %d test images: holding out %d.", key, len(group), count)
+        chosen = group.index[generator.permutation(len(group))[:count]]
+        missing = [
+            path
+            for path, mask in zip(group.loc[chosen, "image_path"], group.loc[chosen, "mask_path"], strict=True)
+            if mask is None or pd.isna(mask) or str(mask) == ""
+        ]
+        if missing:
+            msg = f"Cannot train on held-out defective images without masks: {missing[:3]}."
+            raise DatasetLayoutError(msg)
+        picked.extend(int(positions[index]) for index in chosen)
+    return sorted(picked)
+
+
+def _paths(datasets: Iterable[AnomalibDataset | None]) -> set[str]:
+    return {
+        str(Path(path).resolve())
+        for dataset in datasets
+        if dataset is not None
+        for path in dataset.samples["image_path"]
+    }
+
+
+class LabelledAnomaliesMixin:
+    """Adds ``anomaly_train_data`` (real defective images with masks, never tested on) to a datamodule.
+
+    Call :meth:`_init_labelled_anomalies` from ``__init__`` and :meth:`_take_labelled_anomalies`
+    at the end of ``_setup`` (after ``train_data`` and ``test_data`` exist); put the mixin before
+    the anomalib datamodule in the bases so :meth:`setup` and :meth:`_update_augmentations` wrap it.
+    """
+
+    anomaly_train_data: AnomalibDataset | None
+
+    def _init_labelled_anomalies(self, holdout_anomalies_per_type: int, external_anomalies: str | Path | None) -> None:
+        if holdout_anomalies_per_type < 0:
+            msg = f"holdout_anomalies_per_type must be >= 0, got {holdout_anomalies_per_type}."
+            raise ValueError(msg)
+        self.holdout_anomalies_per_type = holdout_anomalies_per_type
+        self.external_anomalies = None if external_anomalies is None else Path(external_anomalies).expanduser()
+        if self.external_anomalies is not None and not self.external_anomalies.is_dir():
+            msg = (
+                f"external_anomalies folder '{self.external_anomalies}' does not exist. It must hold "
+                "<category>/test/<defect>/ images and <category>/ground_truth/<defect>/ masks."
+            )
+            raise DatasetLayoutError(msg)
+        self.anomaly_train_data = None
+
+    def _anomaly_categories(self) -> list[str]:
+        """Categories whose external anomalies are read; overridden by multi-category datamodules."""
+        return [self.category]  # type: ignore[attr-defined]
+
+    def _take_labelled_anomalies(self) -> None:
+        """Move held-out test anomalies and load external ones into ``anomaly_train_data``."""
+        parts: list[pd.DataFrame] = []
+        if self.holdout_anomalies_per_type > 0:
+            test_data: AnomalibDataset = self.test_data  # type: ignore[attr-defined]
+            held = select_holdout(test_data.samples, self.holdout_anomalies_per_type, self.seed or 0)  # type: ignore[attr-defined]
+            kept = sorted(set(range(len(test_data))) - set(held))
+            parts.append(test_data.samples.iloc[held].assign(split="train"))
+            self.test_data = test_data.subsample(kept)  # type: ignore[attr-defined]
+        if self.external_anomalies is not None:
+            folders = [(self.external_anomalies / name, name) for name in self._anomaly_categories()]
+            present = [(folder, name) for folder, name in folders if folder.is_dir()]
+            if not present:
+                msg = f"external_anomalies '{self.external_anomalies}' has no folder for {self._anomaly_categories()}."
+                raise DatasetLayoutError(msg)
+            parts.extend(make_anomaly_samples(folder, name) for folder, name in present)
+        if parts:
+            self.anomaly_train_data = SamplesDataset(pd.concat(parts, ignore_index=True), name="LabelledAnomalies")
+            logger.info("Training anomalies: %d real defective images with masks.", len(self.anomaly_train_data))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Set up the datasets, then check that no training anomaly is a test or validation image.
+
+        Args:
+            stage (str | None): Lightning stage. Defaults to ``None``.
+
+        Raises:
+            DataLeakageError: If a training anomaly is also a test or validation image.
+        """
+        super().setup(stage)  # type: ignore[misc]
+        self.check_no_leakage()
+
+    def check_no_leakage(self) -> None:
+        """Assert that no image of ``anomaly_train_data`` or ``train_data`` is a test or validation image.
+
+        Raises:
+            DataLeakageError: Naming up to five shared images.
+        """
+        evaluation = _paths([getattr(self, "test_data", None), getattr(self, "val_data", None)])
+        for name in ("anomaly_train_data", "train_data"):
+            shared = sorted(_paths([getattr(self, name, None)]) & evaluation)
+            if shared:
+                msg = (
+                    f"{len(shared)} image(s) of {name} are also test or validation images, e.g. {shared[:5]}. "
+                    "Training images must never be evaluated on: use a separate folder for external anomalies."
+                )
+                raise DataLeakageError(msg)
+
+    def _update_augmentations(self) -> None:
+        """Give ``anomaly_train_data`` the training augmentations and the model's resize."""
+        super()._update_augmentations()  # type: ignore[misc]
+        if self.anomaly_train_data is None:
+            return
+        train_data = getattr(self, "train_data", None)
+        self.anomaly_train_data.augmentations = getattr(train_data, "augmentations", None)
+
+    def anomaly_train_dataloader(self, batch_size: int | None = None) -> DataLoader | None:
+        """Shuffled dataloader of the training anomalies, or ``None`` when there are none.
+
+        Args:
+            batch_size (int | None): Batch size; ``None`` is half the training batch size (at least 1).
+
+        Returns:
+            DataLoader | None: Batches of anomalous images with ``gt_mask``.
+        """
+        if self.anomaly_train_data is None:
+            return None
+        if batch_size is None:
+            batch_size = max(1, self.train_batch_size // 2)  # type: ignore[attr-defined]
+        return DataLoader(
+            self.anomaly_train_data,
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=0,
+            collate_fn=self.anomaly_train_data.collate_fn,
+        )
