@@ -193,6 +193,11 @@ def quantize_on_training_images(
 ) -> Any:
     """Quantise an OpenVINO model to INT8 with NNCF, calibrated on up to 300 training images.
 
+    The anomaly-map post-processing (``Interpolate``, ``AvgPool``: upsampling, smoothing, score
+    pooling) stays in floating point. Calibration sees normal images only, so quantisers there
+    clip the large values that anomalies produce: on ``bottle`` GRAD's image AUROC fell from
+    1.00 to 0.75 with them, and stays at 1.00 without.
+
     Args:
         model: OpenVINO model of any anomalib model (images in [0, 1] go in).
         datamodule: Datamodule whose training images calibrate.
@@ -216,7 +221,8 @@ def quantize_on_training_images(
     size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else default_size
     calibration = [resize(dataset[index].image, list(size)).unsqueeze(0).numpy() for index in range(count)]
     logger.info("Calibrating INT8 quantisation on %d training images at %s.", count, size)
-    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count)
+    ignored_scope = nncf.IgnoredScope(types=["Interpolate", "AvgPool"], validate=False)
+    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count, ignored_scope=ignored_scope)
 
 
 def check_trained(module: Any) -> None:
