@@ -37,6 +37,7 @@ from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 from .anomalies import LabelledAnomaliesMixin
+from .categories import UnknownCategoryError
 from .synthetic import default_cache_root, generate_synthetic_surfaces
 from .validation import (
     MASK_SUFFIX,
@@ -210,6 +211,9 @@ class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
         holdout_anomalies_per_type: int = 0,
         external_anomalies: Path | str | None = None,
     ) -> None:
+        if self.CATEGORIES is not None and category not in self.CATEGORIES:
+            msg = f"Unknown {type(self).__name__} category '{category}'. Valid: {list(self.CATEGORIES)}."
+            raise UnknownCategoryError(msg)
         super().__init__(
             root=Path(root).expanduser(),
             category=category,

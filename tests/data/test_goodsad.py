@@ -41,9 +41,9 @@ def test_missing_dataset_explains_the_manual_download(tmp_path):
         datamodule.prepare_data()
 
 
-def test_unknown_goodsad_category_lists_the_valid_ones():
+def test_unknown_goodsad_category_lists_the_valid_ones(tmp_path):
     with pytest.raises(UnknownCategoryError, match=r"cigarette_box.*food_package"):
-        GoodsAD(category="drink_cans")
+        GoodsAD(root=tmp_path, category="drink_cans")
 
 
 def test_replica_reads_images_and_pairs_masks_by_name(goodsad_root):
