@@ -219,10 +219,12 @@ def quantize_on_training_images(
     count = min(CALIBRATION_IMAGES, len(dataset))
     shape = model.input(0).get_partial_shape()
     size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else default_size
-    calibration = [resize(dataset[index].image, list(size)).unsqueeze(0).numpy() for index in range(count)]
-    logger.info("Calibrating INT8 quantisation on %d training images at %s.", count, size)
+    batch = shape[0].get_length() if shape[0].is_static else 1
+    images = [resize(dataset[index].image, list(size)) for index in range(count)]
+    calibration = [torch.stack(images[start : start + batch]).numpy() for start in range(0, count - batch + 1, batch)]
+    logger.info("Calibrating INT8 quantisation on %d training images at %s.", len(calibration) * batch, size)
     ignored_scope = nncf.IgnoredScope(types=["Interpolate", "AvgPool"], validate=False)
-    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=count, ignored_scope=ignored_scope)
+    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration), ignored_scope=ignored_scope)
 
 
 def check_trained(module: Any) -> None:
