@@ -41,6 +41,25 @@ logger = logging.getLogger(__name__)
 
 MODEL_SUFFIXES = (".xml", ".onnx", ".pt")
 CALIBRATION_IMAGES = 300
+NOT_QUANTISED = (  # OpenVINO operation types kept in floating point by INT8 quantisation
+    "MatMul",
+    "Interpolate",
+    "AvgPool",
+    "MaxPool",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceL2",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Divide",
+    "Power",
+    "Sqrt",
+    "Concat",
+    "Maximum",
+    "Minimum",
+    "Clamp",
+)
 
 
 class GradExportMixin:
@@ -193,10 +212,11 @@ def quantize_on_training_images(
 ) -> Any:
     """Quantise an OpenVINO model to INT8 with NNCF, calibrated on up to 300 training images.
 
-    The anomaly-map post-processing (``Interpolate``, ``AvgPool``: upsampling, smoothing, score
-    pooling) stays in floating point. Calibration sees normal images only, so quantisers there
-    clip the large values that anomalies produce: on ``bottle`` GRAD's image AUROC fell from
-    1.00 to 0.75 with them, and stays at 1.00 without.
+    Only convolutions are quantised: they hold nearly all the compute. Everything else (grid
+    reads, distances, map upsampling, smoothing, score pooling and normalisation) stays in
+    floating point. Calibration sees normal images only, so quantisers after the backbone clip
+    the large values that anomalies produce: on ``bottle`` GRAD's image AUROC fell to 0.75
+    (0.5 with a fixed-shape export) with them, and PatchCore's pixel AUROC from 0.987 to 0.915.
 
     Args:
         model: OpenVINO model of any anomalib model (images in [0, 1] go in).
@@ -223,7 +243,7 @@ def quantize_on_training_images(
     images = [resize(dataset[index].image, list(size)) for index in range(count)]
     calibration = [torch.stack(images[start : start + batch]).numpy() for start in range(0, count - batch + 1, batch)]
     logger.info("Calibrating INT8 quantisation on %d training images at %s.", len(calibration) * batch, size)
-    ignored_scope = nncf.IgnoredScope(types=["Interpolate", "AvgPool"], validate=False)
+    ignored_scope = nncf.IgnoredScope(types=list(NOT_QUANTISED), validate=False)
     return nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration), ignored_scope=ignored_scope)
 
 

@@ -88,7 +88,7 @@ def export(model: AnomalibModule, datamodule: MVTecLayout, folder: Path) -> dict
     core = ov.Core()
     compiled: dict[str, dict[int, ov.CompiledModel]] = {"openvino_fp32": {}, "openvino_int8": {}}
     for batch in (1, 8):
-        onnx_kwargs = {"dynamic_shapes": ({0: batch},)}
+        onnx_kwargs = {"dynamic_shapes": ({0: batch},), "opset_version": 18}  # 14 (anomalib's) fails for PaDiM
         xml = model.to_openvino(folder / f"b{batch}", input_size=INPUT_SIZE, onnx_kwargs=onnx_kwargs)
         int8 = quantize_on_training_images(read_model(xml), datamodule, INPUT_SIZE)
         ov.save_model(int8, xml.with_name("int8.xml"))
@@ -185,7 +185,7 @@ def main() -> None:
             if name not in accuracy_models and (index > 0 or name not in speed_models):
                 continue
             model = trained_model(name, datamodule, args.output)
-            if name == "grad" and index == 0:  # the floor, timed before any OpenVINO model exists
+            if name == "grad" and index == 0 and name in speed_models:  # the floor, timed before any OpenVINO model
                 images = torch.stack([datamodule.test_data[i].image for i in range(8)])
                 images = model.pre_processor.transform(images)
                 for runtime, run in backbone_runs(model).items():
