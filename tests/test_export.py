@@ -19,7 +19,7 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
-from anomalib_grad.export import NOT_QUANTISED
+from anomalib_grad.export import NOT_QUANTISED, quantize_on_training_images
 from anomalib_grad.openvino_graph import read_model
 
 from .conftest import REAL_DATA, SMALL_MODEL
@@ -276,3 +276,13 @@ def test_interrupted_export_keeps_the_previous_export_intact(trained, openvino_e
     with pytest.raises(KeyboardInterrupt):
         trained[0].to_openvino(openvino_export.parents[2])
     assert {path.name: path.read_bytes() for path in openvino_export.parent.iterdir()} == before
+
+
+def test_int8_without_a_datamodule_is_a_clear_error():
+    with pytest.raises(ValueError, match="calibrates on training images"):
+        quantize_on_training_images(None, None, (64, 64))
+
+
+def test_reading_a_missing_exported_model_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No exported model"):
+        read_model(tmp_path / "model.xml")
