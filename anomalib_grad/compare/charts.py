@@ -1,0 +1,120 @@
+"""The comparison's pictures: accuracy-vs-speed bubble chart, anomaly-map grid and scaling curves.
+
+Example:
+    >>> bubble_chart(tables["summary"], Path("results/compare/bubble_chart.png"))  # doctest: +SKIP
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    temporary = path.with_suffix(".tmp.png")
+    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    temporary.replace(path)
+    return path
+
+
+def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
+    """Throughput vs mean image AUROC per model, bubble area proportional to peak memory (paper's Fig. 5).
+
+    Args:
+        summary: The report's summary rows.
+        path: PNG to write.
+
+    Returns:
+        The path, or ``None`` when no model has both numbers.
+    """
+    rows = [row for row in summary if not math.isnan(row["image_AUROC"]) and not math.isnan(row["torch_img_s"])]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    largest = max(max(row["peak_train_mb"], row["peak_test_mb"]) for row in rows)
+    for row in rows:
+        memory = max(row["peak_train_mb"], row["peak_test_mb"])
+        speed = row["openvino_img_s"] if not math.isnan(row["openvino_img_s"]) else row["torch_img_s"]
+        axes.scatter(speed, row["image_AUROC"], s=2000 * memory / largest, alpha=0.45)
+        axes.annotate(f"{row['model']}\n{memory:.0f} MB", (speed, row["image_AUROC"]), ha="center", va="center")
+    axes.set_xlabel("inference throughput, images/s (OpenVINO FP32 where exported, else torch)")
+    axes.set_ylabel("mean image AUROC")
+    axes.set_title("Accuracy vs speed; bubble area = peak memory")
+    axes.margins(0.25)
+    return _save(figure, path)
+
+
+def anomaly_map_grid(examples: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    """One row per test image: the image, its ground truth, then each model's normalised anomaly map.
+
+    Args:
+        examples: Per model, ``{"images", "masks", "maps"}`` arrays and ``"described"`` (category and
+            path per image); the same images for every model.
+        path: PNG to write.
+
+    Returns:
+        The path, or ``None`` without examples.
+    """
+    if not examples:
+        return None
+    models = list(examples)
+    first = examples[models[0]]
+    rows, columns = len(first["images"]), 2 + len(models)
+    figure, grid = plt.subplots(
+        rows, columns, figsize=(2.1 * columns, 2.1 * rows + 0.4), squeeze=False, layout="constrained"
+    )
+    for row in range(rows):
+        panels = [first["images"][row], first["masks"][row], *(examples[model]["maps"][row] for model in models)]
+        titles = ["image", "ground truth", *models]
+        for column, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+            axes = grid[row, column]
+            is_map = column >= 2
+            axes.imshow(
+                np.asarray(panel, dtype=np.float32) if is_map else panel,
+                cmap="jet" if is_map else "gray",
+                vmin=0,
+                vmax=1 if column else None,
+            )
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if row == 0:
+                axes.set_title(title)
+        described = first["described"][row]
+        grid[row, 0].set_ylabel(f"{described['category']}\n{Path(described['image_path']).parent.name}")
+    figure.suptitle("Normalised anomaly maps (0.5 = each model's threshold)")
+    return _save(figure, path)
+
+
+def scaling_chart(scaling: list[dict[str, Any]], path: Path) -> Path | None:
+    """Model size, training time and torch throughput vs number of training images, per model and group.
+
+    Returns:
+        The path, or ``None`` without scaling rows.
+    """
+    if not scaling:
+        return None
+    panels = [("model_mb", "model size (MB)"), ("train_s", "training time (s)"), ("torch_img_s", "torch images/s")]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    series = sorted({(row["model"], row["group"]) for row in scaling})
+    for model, group in series:
+        points = sorted(
+            (row for row in scaling if (row["model"], row["group"]) == (model, group)), key=lambda row: row["n_train"]
+        )
+        for (name, label), panel in zip(panels, axes, strict=True):
+            panel.plot(
+                [row["n_train"] for row in points],
+                [row[name] for row in points],
+                marker="o",
+                label=f"{model} ({group})",
+            )
+            panel.set_xlabel("training images")
+            panel.set_ylabel(label)
+    axes[0].legend(fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)

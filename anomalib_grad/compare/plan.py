@@ -1,0 +1,177 @@
+"""What a comparison runs: models, data, categories and training fractions, and the cells they make.
+
+A *cell* is one model trained and tested once: on one category (or on all of them at once in the
+unified setting) with one fraction of the training set. A comparison is the list of its cells;
+each finished cell is saved on its own, so an interrupted comparison resumes cell by cell.
+
+Example:
+    >>> plan = ComparisonPlan(models=["grad", "padim"], root="../shared/data/real", categories=["bottle"])
+    >>> [cell.key for cell in plan.cells()]
+    ['grad__bottle__1', 'padim__bottle__1']
+"""
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+UNIFIED = "unified"
+
+
+class PlanMismatchError(ValueError):
+    """The results folder holds the cells of another comparison plan."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One model trained and tested on one category (or all, unified) with a fraction of the training set.
+
+    Args:
+        model: Model name as given in the plan.
+        category: Category name, or ``"unified"`` for one model on every category.
+        fraction: Fraction of the training images used, in ``(0, 1]``.
+    """
+
+    model: str
+    category: str
+    fraction: float
+
+    @property
+    def key(self) -> str:
+        """File-system-safe identifier, e.g. ``"patchcore__bottle__0.25"``."""
+        model = re.sub(r"[^A-Za-z0-9_.-]", "_", self.model)
+        return f"{model}__{self.category}__{self.fraction:g}"
+
+
+@dataclass
+class ComparisonPlan:
+    """A side-by-side comparison: every model on the same data, image size and backbone weights.
+
+    Args:
+        models: Model names: ``grad``, ``patchcore`` and ``padim`` (the shared-backbone presets of
+            :mod:`anomalib_grad.compare.models`), any other anomalib model name (``"stfpm"``) or a
+            class path (``"my_package.MyModel"``).
+        categories: Categories of the datamodule, each evaluated on its own test set.
+        root: Dataset root, passed to the datamodule as ``root`` (``None``: not passed).
+        datamodule: Class path of an anomalib image datamodule that takes ``category``.
+        datamodule_args: Further init args of the datamodule (batch sizes and seed are set by the plan).
+        unified: Train one model on all categories together (:class:`~anomalib_grad.data.MultiCategory`)
+            instead of one model per category; metrics are still reported per category.
+        image_size: Image size ``(H, W)`` every model is trained and tested at.
+        train_fractions: Fractions of the training images to train on; more than one turns on the
+            scaling report (model size, training and inference time vs number of training images).
+        model_args: Init args per model name, e.g. ``{"patchcore": {"coreset_sampling_ratio": 0.01}}``.
+        category_model_args: Init args per category and model, applied over ``model_args``, e.g.
+            ``{"magnetic_tile": {"patchcore": {"coreset_sampling_ratio": 0.001}}}``.
+        accelerator: Lightning accelerator for training and torch inference (``"cpu"``, ``"gpu"``, ``"auto"``).
+        seed: Seed of training, subsampling and every model.
+        batch_size: Training and evaluation batch size.
+        num_workers: Data-loader workers.
+        throughput_batch_size: Batch size of the throughput measurement.
+        timing_seconds: Length of each throughput measurement, after warm-up.
+        openvino: Also export the models of the main table (largest fraction) to OpenVINO and time them
+            (FP32, CPU); the scaling report times torch only.
+        num_examples: Test images per category shown in the anomaly-map grid.
+
+    Raises:
+        ValueError: On an empty model or category list, duplicate names, or fractions outside ``(0, 1]``.
+    """
+
+    models: list[str]
+    categories: list[str]
+    root: str | None = None
+    datamodule: str = "anomalib_grad.data.MVTecLayout"
+    datamodule_args: dict[str, Any] = field(default_factory=dict)
+    unified: bool = False
+    image_size: tuple[int, int] = (256, 256)
+    train_fractions: list[float] = field(default_factory=lambda: [1.0])
+    model_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    category_model_args: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    accelerator: str = "auto"
+    seed: int = 0
+    batch_size: int = 16
+    num_workers: int = 2
+    throughput_batch_size: int = 1
+    timing_seconds: float = 5.0
+    openvino: bool = True
+    num_examples: int = 4
+
+    def __post_init__(self) -> None:
+        self.models, self.categories = list(self.models), list(self.categories)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        self.train_fractions = sorted(float(fraction) for fraction in self.train_fractions)
+        for name, values in (("models", self.models), ("categories", self.categories)):
+            if not values:
+                msg = f"The comparison needs at least one entry in `{name}`."
+                raise ValueError(msg)
+            if len(set(values)) != len(values):
+                msg = f"`{name}` lists a name twice: {values}."
+                raise ValueError(msg)
+        bad = [fraction for fraction in self.train_fractions if not 0 < fraction <= 1 or math.isnan(fraction)]
+        if bad or len(set(self.train_fractions)) != len(self.train_fractions):
+            msg = f"`train_fractions` must be distinct numbers in (0, 1], got {self.train_fractions}."
+            raise ValueError(msg)
+        unknown = sorted(set(self.model_args) - set(self.models))
+        unknown += sorted(
+            f"{category}.{name}"
+            for category, args in self.category_model_args.items()
+            for name in args
+            if name not in self.models
+        )
+        if unknown:
+            msg = f"Model args given for models not in the plan: {unknown}; the plan's models are {self.models}."
+            raise ValueError(msg)
+
+    @property
+    def training_groups(self) -> list[str]:
+        """What one model is trained on: each category, or ``["unified"]``."""
+        return [UNIFIED] if self.unified else self.categories
+
+    @property
+    def full_fraction(self) -> float:
+        """The largest training fraction: the cells of the main comparison table."""
+        return self.train_fractions[-1]
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in run order: by fraction (largest first), then group, then model."""
+        return [
+            Cell(model, group, fraction)
+            for fraction in reversed(self.train_fractions)
+            for group in self.training_groups
+            for model in self.models
+        ]
+
+    def model_init_args(self, model: str, group: str) -> dict[str, Any]:
+        """Init args of ``model`` when trained on ``group`` (a category or ``"unified"``)."""
+        return {**self.model_args.get(model, {}), **self.category_model_args.get(group, {}).get(model, {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-compatible data."""
+        data = asdict(self)
+        data["image_size"] = list(self.image_size)
+        return json.loads(json.dumps(data))
+
+    def check_same_as(self, saved: dict[str, Any], folder: Path) -> None:
+        """Raise if ``saved`` (a plan read from a results folder) differs from this plan.
+
+        Args:
+            saved: :meth:`to_dict` of the plan that wrote the folder.
+            folder: The results folder, for the message.
+
+        Raises:
+            PlanMismatchError: Naming the fields that differ.
+        """
+        current = self.to_dict()
+        differences = [
+            f"{name}: {saved.get(name)!r} there, {current.get(name)!r} now"
+            for name in sorted(set(current) | set(saved))
+            if current.get(name) != saved.get(name)
+        ]
+        if differences:
+            msg = (
+                f"The results folder {folder} holds another comparison ({'; '.join(differences)}). "
+                "Resuming would mix results of different plans: choose a new output folder, or delete this one."
+            )
+            raise PlanMismatchError(msg)

@@ -1,0 +1,97 @@
+"""The results folder of a comparison: its plan and one record per finished cell, written atomically.
+
+Layout::
+
+    OUTPUT/plan.json                 the plan (a folder holds one plan)
+    OUTPUT/cells/KEY.json            one record per cell ("status": "ok" or "failed")
+    OUTPUT/cells/KEY/                the cell's checkpoint, grid examples, OpenVINO export and log
+    OUTPUT/comparison.{md,csv,json}  the report, rewritten after every cell
+    OUTPUT/*.png                     the charts and the anomaly-map grid
+
+Example:
+    >>> folder = ResultsFolder(Path("results/compare"))  # doctest: +SKIP
+    >>> folder.finished()  # doctest: +SKIP
+    {'grad__bottle__1': {...}}
+"""
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from anomalib_grad.compare.plan import Cell, ComparisonPlan
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become ``null`` (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path``: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
+        json.dump(_json_safe(data), file, indent=2)
+        temporary = Path(file.name)
+    temporary.replace(path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text the same way as :func:`write_json_atomic`."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
+        file.write(text)
+        temporary = Path(file.name)
+    temporary.replace(path)
+
+
+class ResultsFolder:
+    """Reads and writes a comparison's results folder.
+
+    Args:
+        root: The folder (created on :meth:`claim`).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.plan_file = self.root / "plan.json"
+        self.cells_dir = self.root / "cells"
+
+    def claim(self, plan: ComparisonPlan) -> None:
+        """Use the folder for ``plan``: write the plan, or check that the plan already there is the same.
+
+        Raises:
+            PlanMismatchError: If the folder holds another plan.
+            FileExistsError: If the folder is not empty and holds no plan (not a comparison's folder).
+        """
+        if self.plan_file.is_file():
+            plan.check_same_as(json.loads(self.plan_file.read_text(encoding="utf-8")), self.root)
+            return
+        if self.root.is_file() or (self.root.is_dir() and any(self.root.iterdir())):
+            msg = f"{self.root} exists and is not a comparison's results folder (no plan.json): choose another output."
+            raise FileExistsError(msg)
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.plan_file, plan.to_dict())
+
+    def record_file(self, cell: Cell) -> Path:
+        """Where the record of ``cell`` is written."""
+        return self.cells_dir / f"{cell.key}.json"
+
+    def cell_dir(self, cell: Cell) -> Path:
+        """The working folder of ``cell``."""
+        return self.cells_dir / cell.key
+
+    def finished(self, plan: ComparisonPlan) -> dict[str, dict[str, Any]]:
+        """Records of the plan's cells that exist, keyed by cell key (failed ones included)."""
+        records = {}
+        for cell in plan.cells():
+            path = self.record_file(cell)
+            if path.is_file():
+                records[cell.key] = json.loads(path.read_text(encoding="utf-8"))
+        return records

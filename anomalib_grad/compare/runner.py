@@ -1,0 +1,158 @@
+"""Run a comparison: every cell of the plan in its own process, resumable, with a progress bar.
+
+Before anything trains, the model names and the categories are checked (a typo or an empty category
+fails at once, not an hour later). Each cell runs as ``python -m anomalib_grad.compare.cell`` and writes
+its record when it ends; a cell that fails, or whose process dies, is recorded as failed and the
+comparison goes on. Running the same plan into the same folder again skips the cells already done
+(failed ones are tried again); a folder of another plan is refused. The report and the charts are
+rewritten after every cell.
+
+Example:
+    >>> from anomalib_grad.compare import ComparisonPlan, run_comparison
+    >>> plan = ComparisonPlan(models=["grad", "patchcore", "padim"], root="../shared/data/real",
+    ...                       categories=["bottle"], model_args={"patchcore": {"coreset_sampling_ratio": 0.01}})
+    >>> outputs = run_comparison(plan, Path("results/compare"))  # doctest: +SKIP
+    >>> sorted(outputs)  # doctest: +SKIP
+    ['bubble_chart', 'csv', 'json', 'md', 'map_grid']
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from anomalib_grad.compare.cell import EXAMPLES_FILE
+from anomalib_grad.compare.charts import anomaly_map_grid, bubble_chart, scaling_chart
+from anomalib_grad.compare.data import check_categories
+from anomalib_grad.compare.models import check_model_names
+from anomalib_grad.compare.plan import Cell, ComparisonPlan
+from anomalib_grad.compare.records import ResultsFolder, write_json_atomic
+from anomalib_grad.compare.report import build_tables, write_report
+
+LOG_TAIL_LINES = 5
+
+
+def _child_environment() -> dict[str, str]:
+    """This interpreter's import path for the cell process, so it imports what the runner imports."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    return environment
+
+
+def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder) -> dict[str, Any]:
+    """Run one cell in a new Python process and return its record (a failure record if it wrote none)."""
+    cell_dir, record_file = folder.cell_dir(cell), folder.record_file(cell)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    record_file.unlink(missing_ok=True)
+    log_file = cell_dir / "log.txt"
+    command = [
+        sys.executable,
+        "-m",
+        "anomalib_grad.compare.cell",
+        str(plan_file),
+        json.dumps(cell.__dict__),
+        str(cell_dir),
+        str(record_file),
+    ]
+    with log_file.open("w", encoding="utf-8") as log:
+        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=_child_environment(), check=False)
+    if record_file.is_file():
+        return json.loads(record_file.read_text(encoding="utf-8"))
+    tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
+    reason = "killed (out of memory?)" if process.returncode < 0 else f"exit code {process.returncode}"
+    record = {"cell": cell.__dict__, "status": "failed", "error": f"process {reason}: {' / '.join(tail)}"}
+    write_json_atomic(record_file, record)
+    return record
+
+
+def load_examples(plan: ComparisonPlan, folder: ResultsFolder, records: dict[str, dict[str, Any]]) -> dict:
+    """The anomaly-map grid's arrays per model, from the successful full-fraction cells, group by group."""
+    examples: dict[str, dict[str, Any]] = {}
+    for model in plan.models:
+        parts = []
+        for group in plan.training_groups:
+            cell = Cell(model, group, plan.full_fraction)
+            path = folder.cell_dir(cell) / EXAMPLES_FILE
+            if records.get(cell.key, {}).get("status") == "ok" and path.is_file():
+                with np.load(path) as arrays:
+                    parts.append(({name: arrays[name] for name in arrays.files}, records[cell.key]["examples"]))
+        if len(parts) == len(plan.training_groups):
+            examples[model] = {
+                name: np.concatenate([part[0][name] for part in parts]) for name in ("images", "masks", "maps")
+            }
+            examples[model]["described"] = [item for part in parts for item in part[1]]
+    return examples
+
+
+def write_outputs(plan: ComparisonPlan, folder: ResultsFolder) -> dict[str, Path]:
+    """Rewrite the report and the charts from the records on disk."""
+    records = folder.finished(plan)
+    outputs = write_report(plan, records, folder.root)
+    tables = build_tables(plan, records)
+    charts = {
+        "bubble_chart": bubble_chart(tables["summary"], folder.root / "bubble_chart.png"),
+        "map_grid": anomaly_map_grid(load_examples(plan, folder, records), folder.root / "anomaly_maps.png"),
+        "scaling_chart": scaling_chart(tables["scaling"], folder.root / "scaling.png"),
+    }
+    return outputs | {name: path for name, path in charts.items() if path is not None}
+
+
+def _summary_line(cell: Cell, record: dict[str, Any], seconds: float) -> str:
+    if record["status"] != "ok":
+        return f"{cell.key}: FAILED after {seconds:.0f} s: {record['error']}"
+    mean = record["rows"][-1]
+    return (
+        f"{cell.key}: image AUROC {mean['image_AUROC']:.4f}, pixel AUROC {mean['pixel_AUROC']:.4f}, "
+        f"trained in {record['fit_s']:.0f} s, {record['torch']['images_per_s']:.1f} img/s torch ({seconds:.0f} s)"
+    )
+
+
+def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
+    """Run (or resume) the comparison and write its report.
+
+    Args:
+        plan: What to compare.
+        output: Results folder (new, or one this plan wrote before).
+
+    Returns:
+        The report's files by kind (``md``, ``csv``, ``json``, ``bubble_chart``, ``map_grid``, ``scaling_chart``).
+
+    Raises:
+        UnknownModelNameError: For a model name that does not resolve.
+        ComparisonDataError: For a category that is missing or empty.
+        PlanMismatchError: If ``output`` holds another plan's results.
+    """
+    check_model_names(plan.models)
+    folder = ResultsFolder(output)
+    folder.claim(plan)
+    check_categories(plan)
+    finished = {key for key, record in folder.finished(plan).items() if record["status"] == "ok"}
+    pending = [cell for cell in plan.cells() if cell.key not in finished]
+    if finished:
+        print(f"Resuming {output}: {len(finished)} of {len(plan.cells())} cells already done.", flush=True)
+    durations: list[float] = []
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
+    ]
+    with Progress(*columns) as progress:
+        task = progress.add_task("comparison", total=len(plan.cells()), completed=len(finished), eta="")
+        for index, cell in enumerate(pending):
+            progress.update(task, description=f"{cell.model} / {cell.category} / {cell.fraction:g}")
+            start = time.perf_counter()
+            record = run_cell_process(folder.plan_file, cell, folder)
+            durations.append(time.perf_counter() - start)
+            remaining = (len(pending) - index - 1) * sum(durations) / len(durations)
+            progress.update(task, advance=1, eta=f"~{remaining / 60:.0f} min left" if remaining else "")
+            progress.console.print(_summary_line(cell, record, durations[-1]))
+            write_outputs(plan, folder)
+    return write_outputs(plan, folder)
