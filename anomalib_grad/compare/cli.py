@@ -14,7 +14,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from anomalib_grad.compare.data import ComparisonDataError
 from anomalib_grad.compare.models import UnknownModelNameError
@@ -34,6 +34,11 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def plan_from_options(options: Namespace) -> ComparisonPlan:
+    """The plan described by the parsed ``compare`` options."""
+    return ComparisonPlan(**{field.name: options[field.name] for field in dataclasses.fields(ComparisonPlan)})
+
+
 def main(arguments: list[str] | None = None) -> int:
     """Entry point of the ``anomalib-grad`` console script.
 
@@ -42,9 +47,8 @@ def main(arguments: list[str] | None = None) -> int:
     """
     config = build_parser().parse_args(arguments)
     options = config.compare
-    fields = {field.name for field in dataclasses.fields(ComparisonPlan)}
     try:
-        plan = ComparisonPlan(**{name: options[name] for name in fields})
+        plan = plan_from_options(options)
         outputs = run_comparison(plan, Path(options.output))
     except (ValueError, FileExistsError) as error:
         kind = (
