@@ -81,7 +81,7 @@ class ComparisonPlan:
 
     models: list[str]
     categories: list[str]
-    root: str | None = None
+    root: str | Path | None = None
     datamodule: str = "anomalib_grad.data.MVTecLayout"
     datamodule_args: dict[str, Any] = field(default_factory=dict)
     unified: bool = False
@@ -100,6 +100,7 @@ class ComparisonPlan:
 
     def __post_init__(self) -> None:
         self.models, self.categories = list(self.models), list(self.categories)
+        self.root = None if self.root is None else str(self.root)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.train_fractions = sorted(float(fraction) for fraction in self.train_fractions)
         for name, values in (("models", self.models), ("categories", self.categories)):
@@ -151,7 +152,7 @@ class ComparisonPlan:
         """The plan as JSON-compatible data."""
         data = asdict(self)
         data["image_size"] = list(self.image_size)
-        return json.loads(json.dumps(data))
+        return json.loads(json.dumps(data, default=str))
 
     def check_same_as(self, saved: dict[str, Any], folder: Path) -> None:
         """Raise if ``saved`` (a plan read from a results folder) differs from this plan.
