@@ -34,21 +34,18 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path``: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
-        json.dump(_json_safe(data), file, indent=2)
-        temporary = Path(file.name)
-    temporary.replace(path)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write text the same way as :func:`write_json_atomic`."""
+    """Write text to a temporary file beside ``path`` and rename it over ``path``: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
         file.write(text)
         temporary = Path(file.name)
     temporary.replace(path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON (NaN as ``null``) the same way as :func:`write_text_atomic`."""
+    write_text_atomic(path, json.dumps(_json_safe(data), indent=2))
 
 
 class ResultsFolder:
