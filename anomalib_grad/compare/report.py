@@ -151,7 +151,7 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
         f"finished. Costs: train/test s are wall times; peak MB is the resident memory of the process and its "
         f"data-loader workers; model MB is the state dict; img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
-        "## Per model (mean over categories)",
+        "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
         markdown_table(tables["summary"], SUMMARY_COLUMNS),
         "## Per model and category",
         markdown_table(tables["detail"], DETAIL_COLUMNS),
