@@ -101,20 +101,31 @@ def scaling_chart(scaling: list[dict[str, Any]], path: Path) -> Path | None:
         return None
     panels = [("model_mb", "model size (MB)"), ("train_s", "training time (s)"), ("torch_img_s", "torch images/s")]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
-    series = sorted({(row["model"], row["group"]) for row in scaling})
-    for model, group in series:
-        points = sorted(
-            (row for row in scaling if (row["model"], row["group"]) == (model, group)), key=lambda row: row["n_train"]
-        )
-        for (name, label), panel in zip(panels, axes, strict=True):
-            panel.plot(
-                [row["n_train"] for row in points],
-                [row[name] for row in points],
-                marker="o",
-                label=f"{model} ({group})",
+    models = list(dict.fromkeys(row["model"] for row in scaling))
+    groups = list(dict.fromkeys(row["group"] for row in scaling))
+    line_styles = ["-", "--", ":", "-."]
+    for model_index, model in enumerate(models):
+        for group_index, group in enumerate(groups):
+            points = sorted(
+                (row for row in scaling if (row["model"], row["group"]) == (model, group)),
+                key=lambda row: row["n_train"],
             )
-            panel.set_xlabel("training images")
-            panel.set_ylabel(label)
-    axes[0].legend(fontsize="small")
-    figure.tight_layout()
+            for (name, label), panel in zip(panels, axes, strict=True):
+                panel.plot(
+                    [row["n_train"] for row in points],
+                    [row[name] for row in points],
+                    color=f"C{model_index}",
+                    linestyle=line_styles[group_index % len(line_styles)],
+                    marker="o",
+                    label=f"{model} ({group})",
+                )
+                panel.set_xlabel("training images")
+                panel.set_ylabel(label)
+    axes[0].set_yscale("log")  # a memory bank's growth stays visible next to a large constant model
+    axes[0].yaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[0].yaxis.set_major_formatter(mpl.ticker.ScalarFormatter())
+    axes[0].yaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(models), fontsize="small", bbox_to_anchor=(0.5, -0.02))
+    figure.tight_layout(rect=(0, 0.06 * len(groups), 1, 1))
     return _save(figure, path)
