@@ -40,6 +40,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
         file.write(text)
         temporary = Path(file.name)
+    temporary.chmod(0o644)  # a temporary file is private (0600); the result is an ordinary report file
     temporary.replace(path)
 
 
