@@ -178,6 +178,7 @@ def test_report_lists_every_model_and_records_the_failure(comparison: tuple) -> 
         assert row["openvino_img_s"] > 0
     assert "deliberate failure" in (output / "comparison.md").read_text()
     assert (output / "comparison.csv").read_text().count("\n") == 4  # header + 3 models
+    assert "gpu" not in (output / "comparison.csv").read_text().splitlines()[0]  # trained on the CPU
 
 
 def test_scaling_memory_bank_grows_grid_does_not(comparison: tuple) -> None:

@@ -128,7 +128,8 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
 
     Returns:
         The record: per-category metrics (``rows``), training images, wall times, peak memory while
-        training and testing, model size, throughput in torch and OpenVINO, and the grid examples.
+        training and testing (host, and GPU on a CUDA device), model size, throughput in torch and
+        OpenVINO, and the grid examples.
     """
     seed_everything(plan.seed)
     datamodule, n_train = prepare_datamodule(plan, cell.category, cell.fraction)
@@ -143,11 +144,12 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
         enable_progress_bar=False,
         callbacks=[metrics],
     )
-    with PeakMemory() as training_memory:
+    device = _device(plan.accelerator)
+    with PeakMemory(device=device) as training_memory:
         start = time.perf_counter()
         engine.fit(model, datamodule=datamodule)
         fit_seconds = time.perf_counter() - start
-    with PeakMemory() as testing_memory:
+    with PeakMemory(device=device) as testing_memory:
         start = time.perf_counter()
         engine.test(model, datamodule=datamodule, verbose=False)
         test_seconds = time.perf_counter() - start
@@ -163,11 +165,13 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
         "test_s": test_seconds,
         "peak_train_mb": training_memory.peak_mb,
         "peak_test_mb": testing_memory.peak_mb,
+        "peak_train_gpu_mb": training_memory.peak_gpu_mb,
+        "peak_test_gpu_mb": testing_memory.peak_gpu_mb,
         "model_mb": _state_dict_megabytes(model),
     }
     test_images = torch.stack([datamodule.test_data[i].image for i in range(plan.throughput_batch_size)])
     batch = resize(test_images, list(plan.image_size)).clamp(0, 1)
-    record["torch"] = measure_speed(torch_runner(model, _device(plan.accelerator)), batch, plan.timing_seconds)
+    record["torch"] = measure_speed(torch_runner(model, device), batch, plan.timing_seconds)
     record["examples"] = save_examples(model, datamodule, cell.category, plan, folder / EXAMPLES_FILE)
     record["openvino"] = record["openvino_error"] = None
     if plan.openvino and cell.fraction == plan.full_fraction:  # the scaling cells time torch only

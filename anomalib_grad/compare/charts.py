@@ -14,6 +14,8 @@ mpl.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from anomalib_grad.compare.report import has_gpu_memory
+
 
 def _save(figure: plt.Figure, path: Path) -> Path:
     temporary = path.with_suffix(".tmp.png")
@@ -26,6 +28,9 @@ def _save(figure: plt.Figure, path: Path) -> Path:
 def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
     """Throughput vs mean image AUROC per model, bubble area proportional to peak memory (paper's Fig. 5).
 
+    The memory is the peak GPU memory when the models ran on a CUDA device, else the peak resident
+    memory of the process and its data-loader workers.
+
     Args:
         summary: The report's summary rows.
         path: PNG to write.
@@ -36,16 +41,17 @@ def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
     rows = [row for row in summary if not math.isnan(row["image_AUROC"]) and not math.isnan(row["torch_img_s"])]
     if not rows:
         return None
+    kind = "_gpu" if has_gpu_memory(rows) else ""
+    memories = [max(row[f"peak_train{kind}_mb"], row[f"peak_test{kind}_mb"]) for row in rows]
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
-    largest = max(max(row["peak_train_mb"], row["peak_test_mb"]) for row in rows)
-    for row in rows:
-        memory = max(row["peak_train_mb"], row["peak_test_mb"])
+    for row, memory in zip(rows, memories, strict=True):
         speed = row["openvino_img_s"] if not math.isnan(row["openvino_img_s"]) else row["torch_img_s"]
-        axes.scatter(speed, row["image_AUROC"], s=2000 * memory / largest, alpha=0.45)
-        axes.annotate(f"{row['model']}\n{memory:.0f} MB", (speed, row["image_AUROC"]), ha="center", va="center")
+        axes.scatter(speed, row["image_AUROC"], s=2000 * memory / max(memories), alpha=0.45)
+        label = f"{row['model']}\n{memory:.0f} MB{' GPU' if kind else ''}"
+        axes.annotate(label, (speed, row["image_AUROC"]), ha="center", va="center")
     axes.set_xlabel("inference throughput, images/s (OpenVINO FP32 where exported, else torch)")
     axes.set_ylabel("mean image AUROC")
-    axes.set_title("Accuracy vs speed; bubble area = peak memory")
+    axes.set_title(f"Accuracy vs speed; bubble area = peak {'GPU ' if kind else ''}memory")
     axes.margins(0.25)
     return _save(figure, path)
 

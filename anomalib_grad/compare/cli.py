@@ -7,7 +7,7 @@ Example:
     From the shell::
 
         anomalib-grad compare --models '[grad, patchcore, padim]' --root ../shared/data/real --categories bottle
-        anomalib-grad compare --config configs/compare_cpu_real.yaml
+        anomalib-grad compare --config configs/compare/cpu_real.yaml
 """
 
 import dataclasses

@@ -1,9 +1,13 @@
-"""Peak memory of this process and its children (data-loader workers), sampled while a block runs.
+"""Peak memory while a block runs: this process and its children (data-loader workers), and the GPU's.
+
+Host memory is sampled; on a CUDA device the peak that torch's allocator reached is read as well.
 
 Example:
     >>> with PeakMemory() as memory:
     ...     buffer = bytearray(50_000_000)
     >>> memory.peak_mb > 50
+    True
+    >>> memory.peak_gpu_mb is None  # no CUDA device given
     True
 """
 
@@ -11,6 +15,7 @@ import threading
 from types import TracebackType
 
 import psutil
+import torch
 
 MEGABYTE = 1024 * 1024
 
@@ -31,11 +36,15 @@ class PeakMemory:
 
     Args:
         interval: Seconds between samples. Defaults to ``0.02``.
+        device: The device the block computes on. On a CUDA device, ``peak_gpu_mb`` is the peak memory
+            torch allocated on it during the block (cached, unallocated memory not counted); else ``None``.
     """
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.02, device: torch.device | None = None) -> None:
         self.interval = interval
+        self.device = device if device is not None and device.type == "cuda" else None
         self.peak_bytes = 0
+        self.peak_gpu_mb: float | None = None
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -52,6 +61,8 @@ class PeakMemory:
                 return
 
     def __enter__(self) -> "PeakMemory":
+        if self.device is not None:
+            torch.cuda.reset_peak_memory_stats(self.device)
         self.peak_bytes = process_tree_rss(self._process)
         self._thread.start()
         return self
@@ -65,3 +76,5 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, process_tree_rss(self._process))
+        if self.device is not None:
+            self.peak_gpu_mb = torch.cuda.max_memory_allocated(self.device) / MEGABYTE

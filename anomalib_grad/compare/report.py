@@ -18,7 +18,17 @@ from anomalib_grad.callbacks.per_category_metrics import MEAN_ROW, METRIC_NAMES
 from anomalib_grad.compare.plan import ComparisonPlan
 from anomalib_grad.compare.records import write_json_atomic, write_text_atomic
 
-COST_NAMES = ("train_s", "test_s", "peak_train_mb", "peak_test_mb", "model_mb", "torch_img_s", "openvino_img_s")
+GPU_COST_NAMES = ("peak_train_gpu_mb", "peak_test_gpu_mb")  # shown only when some model ran on a CUDA device
+COST_NAMES = (
+    "train_s",
+    "test_s",
+    "peak_train_mb",
+    "peak_test_mb",
+    *GPU_COST_NAMES,
+    "model_mb",
+    "torch_img_s",
+    "openvino_img_s",
+)
 DETAIL_COLUMNS = ("model", "category", "n_train", *METRIC_NAMES, *COST_NAMES, "status")
 SUMMARY_COLUMNS = ("model", "categories", *METRIC_NAMES, *COST_NAMES, "status")
 SCALING_COLUMNS = (
@@ -43,6 +53,7 @@ def _costs(record: dict[str, Any]) -> dict[str, Any]:
         "test_s": record["test_s"],
         "peak_train_mb": record["peak_train_mb"],
         "peak_test_mb": record["peak_test_mb"],
+        **{name: math.nan if record.get(name) is None else record[name] for name in GPU_COST_NAMES},
         "model_mb": record["model_mb"],
         "torch_img_s": record["torch"]["images_per_s"],
         "openvino_img_s": openvino.get("images_per_s", math.nan),
@@ -55,9 +66,27 @@ def _status(record: dict[str, Any]) -> str:
     return f"OpenVINO export failed: {record['openvino_error']}" if record.get("openvino_error") else "ok"
 
 
+def _finite(values: list[float]) -> list[float]:
+    return [value for value in values if value is not None and not math.isnan(value)]
+
+
 def _mean(values: list[float]) -> float:
-    finite = [value for value in values if value is not None and not math.isnan(value)]
+    finite = _finite(values)
     return sum(finite) / len(finite) if finite else math.nan
+
+
+def _largest(values: list[float]) -> float:
+    return max(_finite(values), default=math.nan)
+
+
+def has_gpu_memory(rows: list[dict[str, Any]]) -> bool:
+    """Whether any row has a peak GPU memory (a model trained or tested on a CUDA device)."""
+    return any(_finite([row.get(name, math.nan) for name in GPU_COST_NAMES]) for row in rows)
+
+
+def _shown(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The columns to write: the GPU memory columns only when some row has them."""
+    return columns if has_gpu_memory(rows) else tuple(name for name in columns if name not in GPU_COST_NAMES)
 
 
 def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -113,7 +142,7 @@ def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> di
         row |= {name: _mean([item[name] for item in model_rows]) for name in METRIC_NAMES}
         for name in COST_NAMES:
             values = [costs[name] for costs in model_costs]
-            total = sum if name in {"train_s", "test_s", "model_mb"} else max if "peak" in name else _mean
+            total = sum if name in {"train_s", "test_s", "model_mb"} else _largest if "peak" in name else _mean
             row[name] = total(values) if values else math.nan
         failed = [status for status in statuses if status != "ok"]
         row["status"] = "; ".join(failed) if failed else "ok"
@@ -144,17 +173,18 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
     """
     tables = build_tables(plan, records)
     setting = "unified (one model for all categories)" if plan.unified else "one model per category"
+    gpu_memory = ", peak GPU MB the most torch allocated on the GPU" if has_gpu_memory(tables["detail"]) else ""
     done = sum(1 for cell in plan.cells() if cell.key in records)
     sections = [
         f"# Comparison: {', '.join(plan.models)} on {', '.join(plan.categories)}",
         f"{setting}; image size {plan.image_size[0]}×{plan.image_size[1]}; {done} of {len(plan.cells())} cells "
         f"finished. Costs: train/test s are wall times; peak MB is the resident memory of the process and its "
-        f"data-loader workers; model MB is the state dict; img/s at batch {plan.throughput_batch_size} "
+        f"data-loader workers{gpu_memory}; model MB is the state dict; img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
         "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
-        markdown_table(tables["summary"], SUMMARY_COLUMNS),
+        markdown_table(tables["summary"], _shown(SUMMARY_COLUMNS, tables["summary"])),
         "## Per model and category",
-        markdown_table(tables["detail"], DETAIL_COLUMNS),
+        markdown_table(tables["detail"], _shown(DETAIL_COLUMNS, tables["detail"])),
     ]
     if tables["scaling"]:
         sections += [
@@ -165,7 +195,7 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
     write_text_atomic(paths["md"], "\n\n".join(sections) + "\n")
     temporary = paths["csv"].with_suffix(".csv.tmp")
     with temporary.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=DETAIL_COLUMNS)
+        writer = csv.DictWriter(file, fieldnames=_shown(DETAIL_COLUMNS, tables["detail"]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(tables["detail"])
     temporary.replace(paths["csv"])
