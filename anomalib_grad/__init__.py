@@ -8,8 +8,8 @@ Example:
     >>> model = Grad(pre_trained=False)
 """
 
-from .feature_block_paste import FeatureBlockPaste
-from .lightning_model import Grad
-from .torch_model import GradModel
+from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
+from anomalib_grad.models.grad.lightning_model import Grad
+from anomalib_grad.models.grad.torch_model import GradModel
 
 __all__ = ["FeatureBlockPaste", "Grad", "GradModel"]

@@ -37,8 +37,8 @@ from torchvision.transforms.v2.functional import resize
 from anomalib_grad import Grad
 from anomalib_grad.compare.throughput import measure_speed
 from anomalib_grad.data import MVTecLayout
-from anomalib_grad.export import quantize_on_training_images
-from anomalib_grad.openvino_graph import read_model
+from anomalib_grad.deploy.export import quantize_on_training_images
+from anomalib_grad.deploy.openvino_graph import read_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from presets import CORESET_RATIOS, build_model

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from anomalib_grad.anomaly_map import AnomalyMapGenerator, separable_box_filter
+from anomalib_grad.models.grad.anomaly_map import AnomalyMapGenerator, separable_box_filter
 
 
 @pytest.mark.parametrize(("size", "padding"), [(21, 10), (32, 0), (5, 2), (1, 0)])

@@ -41,7 +41,7 @@ def test_get_model_finds_grad_in_a_fresh_interpreter(tmp_path):
     )
     result = run([sys.executable, "-c", code], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-2:] == ["anomalib_grad.lightning_model", "Grad"]
+    assert result.stdout.split()[-2:] == ["anomalib_grad.models.grad.lightning_model", "Grad"]
 
 
 @pytest.mark.parametrize("model_name", ["Grad", "anomalib_grad.Grad"])

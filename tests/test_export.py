@@ -19,8 +19,8 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
-from anomalib_grad.export import NOT_QUANTISED, quantize_on_training_images
-from anomalib_grad.openvino_graph import read_model
+from anomalib_grad.deploy.export import NOT_QUANTISED, quantize_on_training_images
+from anomalib_grad.deploy.openvino_graph import read_model
 
 from .conftest import REAL_DATA, SMALL_MODEL
 

@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F  # noqa: N812
 
-from anomalib_grad.grid import FeatureGrid, bilinear_weights
+from anomalib_grad.models.grad.components.grid import FeatureGrid, bilinear_weights
 
 
 def test_grid_reads_equal_grid_sample_including_outside_coordinates():

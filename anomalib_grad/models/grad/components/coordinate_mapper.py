@@ -6,7 +6,7 @@ All coordinates lie in ``(-1, 1)``, the range of :func:`torch.nn.functional.grid
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.coordinate_mapper import CoordinateMapper
+    >>> from anomalib_grad.models.grad.components.coordinate_mapper import CoordinateMapper
     >>> mapper = CoordinateMapper(channels=152)
     >>> global_coordinates, local_coordinates = mapper(torch.rand(2, 152, 32, 32))
     >>> global_coordinates.shape, local_coordinates.shape

@@ -10,7 +10,7 @@ batch-expanded global grid, in both directions, and it exports as a MatMul.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.grid import FeatureGrid
+    >>> from anomalib_grad.models.grad.components.grid import FeatureGrid
     >>> grid = FeatureGrid(channels=8, feature_size=(4, 4), local_grid_size=8, global_grid_size=4)
     >>> sampled = grid(torch.zeros(2, 2), torch.zeros(2, 2, 4, 4))
     >>> sampled.shape

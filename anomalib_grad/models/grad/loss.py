@@ -8,7 +8,7 @@ features φ and the refined reconstruction.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.loss import ContrastiveLoss, ReconstructionLoss
+    >>> from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
     >>> scores = torch.tensor([[[[1.0, -1.0]]]])
     >>> mask = torch.tensor([[[[1.0, 0.0]]]])
     >>> ContrastiveLoss(threshold=0.5)(scores, mask)

@@ -7,7 +7,7 @@ projection first), which is what makes a CPU preset affordable.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.fusion import FusionBranch, GridFusion
+    >>> from anomalib_grad.models.grad.components.fusion import FusionBranch, GridFusion
     >>> branch = FusionBranch(channels=8, depth=2, width=16)
     >>> branch(torch.rand(2, 16, 4, 4)).shape
     torch.Size([2, 8, 4, 4])

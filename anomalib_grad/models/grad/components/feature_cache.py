@@ -6,7 +6,7 @@ the backbone pass (most of the cost on a CPU) in every later epoch.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.feature_cache import FeatureCache
+    >>> from anomalib_grad.models.grad.components.feature_cache import FeatureCache
     >>> cache = FeatureCache()
     >>> calls = []
     >>> def extract(images):

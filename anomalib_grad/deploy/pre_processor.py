@@ -6,7 +6,7 @@ express an antialiased resize. The exported model then sees different pixels tha
 the checkpoint for every image that is not already at the model's input size (a
 900×900 MVTec image resized to 256×256 differs by up to 0.6 in normalised units),
 so scores and maps drift silently. The dynamo ONNX exporter writes ``Resize`` with
-``antialias=1`` (opset 18) and :func:`~anomalib_grad.openvino_graph.restore_antialiasing`
+``antialias=1`` (opset 18) and :func:`~anomalib_grad.deploy.openvino_graph.restore_antialiasing`
 makes OpenVINO honour it, so :class:`ExactPreProcessor` keeps antialiasing in the
 exported transform.
 

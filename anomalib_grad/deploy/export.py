@@ -9,7 +9,7 @@
   previous one removed first, so an interrupted export never leaves a file that
   looks like a valid model;
 - the OpenVINO model resizes with antialiasing, as training did, and its outputs
-  carry exactly the prediction field names (see :mod:`~anomalib_grad.openvino_graph`);
+  carry exactly the prediction field names (see :mod:`~anomalib_grad.deploy.openvino_graph`);
 - ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
   validation split, which holds test images);
 - ``load_from_checkpoint`` rejects checkpoints of other models with a clear message
@@ -137,7 +137,7 @@ class GradExportMixin:
         """
         import openvino as ov
 
-        from .openvino_graph import clean_output_names, restore_antialiasing
+        from anomalib_grad.deploy.openvino_graph import clean_output_names, restore_antialiasing
 
         check_trained(self)
         check_export_size(self, input_size)

@@ -8,7 +8,7 @@ fused, refined by similarity to φ, and compared with φ to give the anomaly map
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.torch_model import GradModel
+    >>> from anomalib_grad.models.grad.torch_model import GradModel
     >>> model = GradModel(input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=32).eval()
     >>> output = model(torch.rand(2, 3, 64, 64))
     >>> output.anomaly_map.shape, output.pred_score.shape
@@ -22,11 +22,11 @@ import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
-from .anomaly_map import AnomalyMapGenerator, SimilarityRefinement
-from .coordinate_mapper import CoordinateMapper
-from .feature_extractor import AlignedFeatureExtractor
-from .fusion import FusionBranch, GridFusion
-from .grid import FeatureGrid
+from anomalib_grad.models.grad.anomaly_map import AnomalyMapGenerator, SimilarityRefinement
+from anomalib_grad.models.grad.components.coordinate_mapper import CoordinateMapper
+from anomalib_grad.models.grad.components.feature_extractor import AlignedFeatureExtractor
+from anomalib_grad.models.grad.components.fusion import FusionBranch, GridFusion
+from anomalib_grad.models.grad.components.grid import FeatureGrid
 
 FEATURE_STRIDE = 8
 SIZE_MULTIPLE = 16  # the stride-16 map must align exactly with the stride-8 one

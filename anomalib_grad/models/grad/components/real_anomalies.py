@@ -8,7 +8,7 @@ end, from a datamodule's ``anomaly_train_dataloader()`` (see :mod:`anomalib_grad
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.real_anomalies import mask_to_feature_grid
+    >>> from anomalib_grad.models.grad.components.real_anomalies import mask_to_feature_grid
     >>> mask = torch.zeros(1, 16, 16)
     >>> mask[0, :8, :8] = 1
     >>> mask_to_feature_grid(mask, (2, 2))[0, 0]

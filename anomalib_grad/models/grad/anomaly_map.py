@@ -9,7 +9,7 @@ arithmetic without data-dependent branches, so it exports with the model.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.anomaly_map import AnomalyMapGenerator
+    >>> from anomalib_grad.models.grad.anomaly_map import AnomalyMapGenerator
     >>> generator = AnomalyMapGenerator(input_size=(64, 64))
     >>> anomaly_map, score = generator(torch.rand(2, 8, 8, 8), torch.rand(2, 8, 8, 8))
     >>> anomaly_map.shape, score.shape

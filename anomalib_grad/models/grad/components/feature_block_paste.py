@@ -9,7 +9,7 @@ from the module's own seedable generator.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.feature_block_paste import FeatureBlockPaste
+    >>> from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
     >>> paste = FeatureBlockPaste(block_size=2, intensity=10.0, seed=0)
     >>> features, mask = paste(torch.zeros(2, 4, 16, 16))
     >>> mask.shape, bool(mask.any()), bool(features.abs().sum() > 0)

@@ -10,7 +10,7 @@ says how to provide weights: this module never falls back to random weights.
 
 Example:
     >>> import timm
-    >>> from anomalib_grad.weights import load_pretrained_weights
+    >>> from anomalib_grad.models.components.pretrained_weights import load_pretrained_weights
     >>> backbone = timm.create_model("tf_efficientnet_lite0", features_only=True)
     >>> load_pretrained_weights(backbone, "tf_efficientnet_lite0")  # doctest: +SKIP
 """

@@ -38,13 +38,17 @@ from torch import nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import StepLR
 
-from .export import GradExportMixin
-from .feature_block_paste import FeatureBlockPaste
-from .feature_cache import FeatureCache
-from .loss import ContrastiveLoss, ReconstructionLoss
-from .pre_processor import ExactPreProcessor
-from .real_anomalies import RealAnomalyStream, anomalous_rows_with_masks, mask_to_feature_grid
-from .torch_model import GradModel, check_finite, check_input_size
+from anomalib_grad.deploy.export import GradExportMixin
+from anomalib_grad.deploy.pre_processor import ExactPreProcessor
+from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
+from anomalib_grad.models.grad.components.feature_cache import FeatureCache
+from anomalib_grad.models.grad.components.real_anomalies import (
+    RealAnomalyStream,
+    anomalous_rows_with_masks,
+    mask_to_feature_grid,
+)
+from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
+from anomalib_grad.models.grad.torch_model import GradModel, check_finite, check_input_size
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +96,8 @@ class Grad(GradExportMixin, AnomalibModule):
             images in training batches. Defaults to ``True``.
         cache_features: Cache backbone features of training images. Defaults to ``True``.
         pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation
-            (exported with the same antialiased resize, see :class:`~anomalib_grad.pre_processor.ExactPreProcessor`).
+            (exported with the same antialiased resize, see
+            :class:`~anomalib_grad.deploy.pre_processor.ExactPreProcessor`).
         post_processor: Post-processor or flag. Defaults to ``True``.
         evaluator: Evaluator or flag. Defaults to ``True``.
         visualizer: Visualizer or flag. Defaults to ``True``.
@@ -194,7 +199,7 @@ class Grad(GradExportMixin, AnomalibModule):
             image_size: ``(H, W)``; defaults to ``(256, 256)``.
 
         Returns:
-            An :class:`~anomalib_grad.pre_processor.ExactPreProcessor`.
+            An :class:`~anomalib_grad.deploy.pre_processor.ExactPreProcessor`.
         """
         return ExactPreProcessor(transform=super().configure_pre_processor(image_size).transform)
 

@@ -6,7 +6,7 @@ on channels. Any timm CNN that supports ``features_only`` works.
 
 Example:
     >>> import torch
-    >>> from anomalib_grad.feature_extractor import AlignedFeatureExtractor
+    >>> from anomalib_grad.models.grad.components.feature_extractor import AlignedFeatureExtractor
     >>> extractor = AlignedFeatureExtractor("tf_efficientnet_lite0", pre_trained=False)
     >>> extractor(torch.rand(1, 3, 256, 256)).shape
     torch.Size([1, 152, 32, 32])
@@ -20,7 +20,7 @@ from anomalib.models.components.feature_extractors import TimmFeatureExtractor
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from .weights import create_pretrained_timm_model
+from anomalib_grad.models.components.pretrained_weights import create_pretrained_timm_model
 
 FEATURE_STRIDES = (8, 16)
 
@@ -99,7 +99,7 @@ class AlignedFeatureExtractor(nn.Module):
 
     Raises:
         ValueError: For an unknown backbone or unsuitable layers.
-        anomalib_grad.weights.PretrainedWeightsError: If ``pre_trained`` and no
+        anomalib_grad.models.components.pretrained_weights.PretrainedWeightsError: If ``pre_trained`` and no
             weights can be obtained.
 
     Example:

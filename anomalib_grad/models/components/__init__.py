@@ -1,0 +1,1 @@
+"""Components shared by the plugin's models and the comparison presets."""

@@ -1,0 +1,1 @@
+"""Parts of GRAD: backbone features, coordinates, grids, fusion branches, anomaly synthesis, caches."""

@@ -1,0 +1,154 @@
+"""Score-only variants of a trained Grad: other map smoothing and image scores, no retraining.
+
+The map and the image score are computed from ``‖φ − x̂_rec‖₂`` at feature resolution. This script
+runs a trained checkpoint once over a category's test set, keeps those raw distance maps (with the
+ground truth), and evaluates every smoothing × image-score variant on them with anomalib's metrics.
+
+Usage::
+
+    python benchmarks/score_variants.py results/compare/X/cells/grad__magnetic_tile__1/model.ckpt \
+        --root ../shared/data/real --category magnetic_tile
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from anomalib.engine import Engine
+from anomalib.metrics.aupro import _AUPRO as RawAUPRO  # noqa: N811
+from anomalib.models.components.filters import GaussianBlur2d
+from lightning.pytorch import Callback
+from torch.nn import functional as F  # noqa: N812
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+
+from anomalib_grad import Grad
+from anomalib_grad.data import MVTecLayout
+from anomalib_grad.models.grad.anomaly_map import separable_box_filter
+
+
+class RawMaps(Callback):
+    """Collect the raw feature-level distance maps, masks and labels of every test batch."""
+
+    def __init__(self, model: Grad) -> None:
+        self.distances: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        model.model.anomaly_map_generator.register_forward_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, inputs: tuple, output: tuple) -> None:
+        del module, output
+        features, reconstruction = inputs
+        self.distances.append(torch.linalg.vector_norm(features - reconstruction, dim=1, keepdim=True).cpu())
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001, D102
+        self.masks.append(batch.gt_mask.cpu().bool())
+        self.labels.append(batch.gt_label.cpu().int())
+
+
+def collect(checkpoint: Path, root: str, category: str, cache: Path, batch_size: int = 16) -> dict[str, torch.Tensor]:
+    """Raw distance maps ``(N, 1, h, w)``, masks ``(N, H, W)`` and labels ``(N,)`` of the test set."""
+    if cache.is_file():
+        return torch.load(cache)
+    model = Grad.load_from_checkpoint(checkpoint)
+    callback = RawMaps(model)
+    engine = Engine(logger=False, enable_progress_bar=False, callbacks=[callback], default_root_dir=cache.parent)
+    datamodule = MVTecLayout(root=root, category=category, eval_batch_size=batch_size, num_workers=2, seed=0)
+    engine.test(model, datamodule=datamodule, verbose=False)
+    data = {
+        "distance": torch.cat(callback.distances),
+        "mask": torch.cat(callback.masks).squeeze(1),
+        "label": torch.cat(callback.labels),
+        "input_size": torch.tensor(model.model.input_size),
+    }
+    torch.save(data, cache)
+    return data
+
+
+def smooth(maps: torch.Tensor, kind: str) -> torch.Tensor:
+    """Smooth full-size maps ``(N, 1, H, W)``: ``none``, ``meanK`` (K×K box) or ``gaussS`` (σ = S)."""
+    if kind == "none":
+        return maps
+    if kind.startswith("mean"):
+        size = int(kind[4:])
+        return separable_box_filter(maps, size, padding=size // 2)
+    sigma = float(kind[5:])
+    blur = GaussianBlur2d(sigma=sigma, channels=1)
+    return torch.cat([blur(part) for part in maps.split(32)])
+
+
+def image_score(maps: torch.Tensor, kind: str) -> torch.Tensor:
+    """Image score of maps ``(N, 1, H, W)``: ``poolK`` (max of K×K mean) or ``topP`` (mean of top P % pixels)."""
+    if kind.startswith("pool"):
+        size = int(kind[4:])
+        pooled = maps if size == 1 else separable_box_filter(maps, size, padding=0)
+        return pooled.flatten(1).amax(1)
+    fraction = float(kind[3:]) / 100
+    flat = maps.flatten(1)
+    k = max(1, round(fraction * flat.shape[1]))
+    return flat.topk(k, dim=1).values.mean(1)
+
+
+def _unit(values: torch.Tensor) -> torch.Tensor:
+    """Min-max scale to ``[0, 1]`` (torchmetrics applies a sigmoid to scores outside it, creating ties)."""
+    return (values - values.min()) / (values.max() - values.min()).clamp(min=1e-12)
+
+
+def evaluate(data: dict[str, torch.Tensor], smoothings: list[str], scores: list[str], aupro: bool) -> list[dict]:
+    """Metrics of every variant."""
+    size = tuple(int(side) for side in data["input_size"])
+    upsampled = torch.cat(
+        [F.interpolate(part, size=size, mode="bilinear", align_corners=True) for part in data["distance"].split(32)]
+    )
+    masks = F.interpolate(data["mask"][:, None].float(), size=size, mode="nearest")[:, 0] > 0.5
+    labels = data["label"]
+    rows = []
+    for smoothing in smoothings:
+        maps = _unit(smooth(upsampled, smoothing))
+        pixel = {
+            "pixel_AUROC": float(binary_auroc(maps.flatten(), masks.flatten().int())),
+            "pixel_AUPR": float(binary_average_precision(maps.flatten(), masks.flatten().int())),
+        }
+        if aupro:
+            metric = RawAUPRO()
+            metric.update(maps[:, 0], masks)
+            pixel["pixel_AUPRO"] = float(metric.compute())
+        for score in scores:
+            values = _unit(image_score(maps, score))
+            rows.append(
+                {
+                    "smoothing": smoothing,
+                    "score": score,
+                    "image_AUROC": float(binary_auroc(values, labels)),
+                    "image_AUPR": float(binary_average_precision(values, labels)),
+                    **pixel,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--root", default="../shared/data/real")
+    parser.add_argument("--category", required=True)
+    parser.add_argument("--smoothings", nargs="+", default=["none", "mean21", "mean9", "gauss4", "gauss2", "gauss8"])
+    parser.add_argument("--scores", nargs="+", default=["pool32", "pool16", "pool8", "pool1", "top0.1", "top1"])
+    parser.add_argument("--aupro", action="store_true")
+    parser.add_argument("--eval-batch-size", type=int, default=16)
+    parser.add_argument("--output", type=Path)
+    arguments = parser.parse_args()
+    cache = arguments.checkpoint.parent / f"raw_maps_b{arguments.eval_batch_size}.pt"
+    data = collect(arguments.checkpoint, arguments.root, arguments.category, cache, arguments.eval_batch_size)
+    rows = evaluate(data, arguments.smoothings, arguments.scores, arguments.aupro)
+    keys = [key for key in rows[0] if key not in {"smoothing", "score"}]
+    print("| smoothing | image score | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for row in rows:
+        print(f"| {row['smoothing']} | {row['score']} | " + " | ".join(f"{row[key]:.4f}" for key in keys) + " |")
+    if arguments.output:
+        arguments.output.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
