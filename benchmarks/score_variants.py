@@ -127,6 +127,16 @@ def evaluate(data: dict[str, torch.Tensor], smoothings: list[str], scores: list[
     return rows
 
 
+def print_table(rows: list[dict]) -> None:
+    """Print result rows as a Markdown table (text columns as they are, numbers to 4 decimals)."""
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{row[key]:.4f}" if isinstance(row[key], float) else str(row[key]) for key in keys]
+        print("| " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
@@ -141,11 +151,7 @@ def main() -> None:
     cache = arguments.checkpoint.parent / f"raw_maps_b{arguments.eval_batch_size}.pt"
     data = collect(arguments.checkpoint, arguments.root, arguments.category, cache, arguments.eval_batch_size)
     rows = evaluate(data, arguments.smoothings, arguments.scores, arguments.aupro)
-    keys = [key for key in rows[0] if key not in {"smoothing", "score"}]
-    print("| smoothing | image score | " + " | ".join(keys) + " |")
-    print("|---|---|" + "---|" * len(keys))
-    for row in rows:
-        print(f"| {row['smoothing']} | {row['score']} | " + " | ".join(f"{row[key]:.4f}" for key in keys) + " |")
+    print_table(rows)
     if arguments.output:
         arguments.output.write_text(json.dumps(rows, indent=2), encoding="utf-8")
 

@@ -1,6 +1,8 @@
 """Tests of ``anomalib-grad compare``: plan, models, data checks, runner, resume, report and charts."""
 
+import dataclasses
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +70,30 @@ def comparison(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 def test_plan_cells_run_largest_fraction_first() -> None:
     plan = ComparisonPlan(models=["grad", "padim"], categories=["a", "b"], train_fractions=[1.0, 0.25])
-    keys = [cell.key for cell in plan.cells()]
+    keys = [cell.key.removesuffix("__seed0") for cell in plan.cells()]
     assert keys[:4] == ["grad__a__1", "padim__a__1", "grad__b__1", "padim__b__1"]
     assert keys[4:] == ["grad__a__0.25", "padim__a__0.25", "grad__b__0.25", "padim__b__0.25"]
     unified = ComparisonPlan(models=["grad"], categories=["a", "b"], unified=True)
-    assert [cell.key for cell in unified.cells()] == ["grad__unified__1"]
+    assert [cell.key for cell in unified.cells()] == ["grad__unified__1__seed0"]
+
+
+def test_variants_and_seeds_make_their_own_cells() -> None:
+    plan = ComparisonPlan(
+        models=["grad", "grad_normal_only"],
+        categories=["a"],
+        seeds=[0, 1],
+        variants={"grad_normal_only": {"model": "grad", "abnormal_grid": False, "normal_epochs": 3}},
+        model_args={"grad_normal_only": {"normal_epochs": 5}},
+    )
+    assert [cell.key for cell in plan.cells()] == [
+        "grad__a__1__seed0",
+        "grad_normal_only__a__1__seed0",
+        "grad__a__1__seed1",
+        "grad_normal_only__a__1__seed1",
+    ]
+    assert plan.base_model("grad_normal_only") == "grad" and plan.base_model("padim") == "padim"
+    assert plan.model_init_args("grad_normal_only", "a") == {"abnormal_grid": False, "normal_epochs": 5}
+    assert plan.model_init_args("grad", "a") == {}
 
 
 @pytest.mark.parametrize(
@@ -82,6 +103,14 @@ def test_plan_cells_run_largest_fraction_first() -> None:
         ({"models": ["grad", "grad"], "categories": ["a"]}, "twice"),
         ({"models": ["grad"], "categories": ["a"], "train_fractions": [0.0, 1.0]}, r"\(0, 1\]"),
         ({"models": ["grad"], "categories": ["a"], "model_args": {"padim": {}}}, "not in the plan"),
+        ({"models": ["grad"], "categories": ["a"], "seeds": []}, "at least one"),
+        ({"models": ["grad"], "categories": ["a"], "seeds": [1, 1]}, "twice"),
+        ({"models": ["x"], "categories": ["a"], "variants": {"x": {"abnormal_grid": False}}}, "name its base"),
+        ({"models": ["grad"], "categories": ["a"], "variants": {"x": {"model": "grad"}}}, "not in the plan"),
+        (
+            {"models": ["x", "y"], "categories": ["a"], "variants": {"x": {"model": "y"}, "y": {"model": "x"}}},
+            "another",
+        ),
     ],
 )
 def test_plan_rejects_bad_settings(arguments: dict, message: str) -> None:
@@ -176,6 +205,10 @@ def test_report_lists_every_model_and_records_the_failure(comparison: tuple) -> 
         assert row["peak_train_mb"] > row["model_mb"] > 0
         assert row["torch_img_s"] > 0
         assert row["openvino_img_s"] > 0
+    assert detail["grad"]["abnormal_contribution"] > 0  # the abnormal path's share is reported for Grad
+    assert -1 < detail["grad"]["fusion_weight"] < 0
+    assert detail["patchcore"]["fusion_weight"] is None and detail["patchcore"]["abnormal_contribution"] is None
+    assert "abnormal_contribution" in (output / "comparison.md").read_text()
     assert "deliberate failure" in (output / "comparison.md").read_text()
     assert (output / "comparison.csv").read_text().count("\n") == 4  # header + 3 models
     assert "gpu" not in (output / "comparison.csv").read_text().splitlines()[0]  # trained on the CPU
@@ -210,22 +243,53 @@ def test_resume_runs_only_the_missing_and_failed_cells(comparison: tuple, capsys
     plan, output, _ = comparison
     folder = ResultsFolder(output)
     records = {cell.key: folder.record_file(cell) for cell in plan.cells()}
-    removed = Cell("grad", "rgb", 0.5).key
+    removed = Cell("grad", "rgb", 0.5, 0).key
     records[removed].unlink()
     before = {key: path.stat().st_mtime_ns for key, path in records.items() if path.exists()}
     run_comparison(plan, output)
     assert "Resuming" in capsys.readouterr().out
     after = {key: path.stat().st_mtime_ns for key, path in records.items()}
     rerun = {key for key in records if key not in before or after[key] != before[key]}
-    assert rerun == {removed, Cell(FAILING, "rgb", 1.0).key, Cell(FAILING, "rgb", 0.5).key}
+    assert rerun == {removed, Cell(FAILING, "rgb", 1.0, 0).key, Cell(FAILING, "rgb", 0.5, 0).key}
     assert json.loads(records[removed].read_text())["status"] == "ok"
 
 
 def test_a_folder_of_another_plan_is_refused(comparison: tuple, data_root: Path) -> None:
-    _, output, _ = comparison
+    plan, output, _ = comparison
     other = ComparisonPlan(models=["grad"], root=str(data_root), categories=["rgb"], **FAST)
-    with pytest.raises(PlanMismatchError, match=r"another comparison \(.*models"):
+    with pytest.raises(PlanMismatchError, match=r"another comparison \(.*model 'patchcore' is no longer"):
         run_comparison(other, output)
+    changed = dataclasses.replace(plan, model_args={**plan.model_args, "patchcore": {"coreset_sampling_ratio": 0.2}})
+    with pytest.raises(PlanMismatchError, match=r"model 'patchcore'.*0\.5.*0\.2"):
+        run_comparison(changed, output)
+
+
+def test_a_plan_that_adds_models_or_seeds_continues_the_folder(data_root: Path, tmp_path: Path) -> None:
+    base = {"root": str(data_root), "categories": ["rgb"], "openvino": False, **FAST}
+    first = ComparisonPlan(models=["padim"], **base)
+    output = tmp_path / "results"
+    run_comparison(first, output)
+    folder = ResultsFolder(output)
+    done = folder.record_file(first.cells()[0]).stat().st_mtime_ns
+    more = ComparisonPlan(
+        models=["padim", "padim_small"],
+        seeds=[0, 1],
+        variants={"padim_small": {"model": "padim", "n_features": 20}},
+        **base,
+    )
+    run_comparison(more, output)
+    assert folder.record_file(first.cells()[0]).stat().st_mtime_ns == done  # kept, not rerun
+    assert all(folder.record_file(cell).is_file() for cell in more.cells())
+    report = json.loads((output / "comparison.json").read_text())
+    summary = {row["model"]: row for row in report["summary"]}
+    assert summary["padim"]["seeds"] == summary["padim_small"]["seeds"] == 2
+    seed_values = [json.loads(folder.record_file(cell).read_text())["rows"][0]["pixel_AUROC"] for cell in more.cells()]
+    padim = [value for cell, value in zip(more.cells(), seed_values, strict=True) if cell.model == "padim"]
+    assert summary["padim"]["pixel_AUROC"] == pytest.approx(sum(padim) / 2)
+    assert summary["padim"]["pixel_AUROC_std"] == pytest.approx(statistics.stdev(padim))
+    assert " ± " in (output / "comparison.md").read_text()
+    with pytest.raises(PlanMismatchError, match="seed 1 is no longer"):
+        run_comparison(dataclasses.replace(more, seeds=[0]), output)
 
 
 def test_a_dead_cell_process_is_recorded(data_root: Path, tmp_path: Path) -> None:
@@ -280,8 +344,8 @@ def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPat
     options = build_parser().parse_args(["compare", "--config", "configs/compare/cpu_real.yaml"]).compare
     plan = plan_from_options(options)
     assert plan.models == ["grad", "patchcore", "padim"]
-    assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.001}
-    assert len(plan.cells()) == 3 * 2 * 3
+    assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.01}
+    assert len(plan.cells()) == 3 * 2 * 3  # models × categories × seeds
     assert str(options.output) == "results/compare/cpu_real"
 
 
@@ -292,3 +356,18 @@ def test_atomic_json_write_replaces_the_file_and_keeps_it_readable(tmp_path: Pat
     assert json.loads(path.read_text()) == {"auroc": 0.5}
     assert path.stat().st_mode & 0o777 == 0o644
     assert [file.name for file in tmp_path.iterdir()] == ["record.json"]  # no temporary left behind
+
+
+def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    plan = plan_from_options(
+        build_parser().parse_args(["compare", "--config", "configs/compare/ablation.yaml"]).compare
+    )
+    assert plan.seeds == [0, 1, 2]
+    assert {plan.base_model(model) for model in plan.models} == {"grad"}
+    assert plan.model_init_args("grad_normal_only", "bottle") == {"abnormal_grid": False}
+    assert plan.model_init_args("grad", "bottle") == {"learn_from_real_anomalies": False}
+    assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True}
+    assert plan.datamodule_args["holdout_anomalies_per_type"] == 5
+    for model in plan.models:  # every variant builds
+        build_model(plan.base_model(model), (64, 64), {**plan.model_init_args(model, "bottle"), "pre_trained": False})

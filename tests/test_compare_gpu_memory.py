@@ -43,8 +43,8 @@ def record(category: str, gpu_mb: tuple[float, float] | None) -> dict:
 
 def records(gpu: bool) -> dict[str, dict]:
     """Per-category cells of two models; on a GPU, padim's larger peak is on category ``b``."""
-    memory = {"grad__a__1": (900.0, 400.0), "grad__b__1": (950.0, 300.0)}
-    memory |= {"padim__a__1": (500.0, 700.0), "padim__b__1": (600.0, 1200.0)}
+    memory = {"grad__a__1__seed0": (900.0, 400.0), "grad__b__1__seed0": (950.0, 300.0)}
+    memory |= {"padim__a__1__seed0": (500.0, 700.0), "padim__b__1__seed0": (600.0, 1200.0)}
     return {key: record(key.split("__")[1], gpu_mb if gpu else None) for key, gpu_mb in memory.items()}
 
 

@@ -1,5 +1,7 @@
 """Contract of Feature Block Paste."""
 
+import math
+
 import pytest
 import torch
 
@@ -118,3 +120,15 @@ def test_block_larger_than_features_is_rejected():
 def test_fixed_position_that_lets_the_block_leave_is_rejected():
     with pytest.raises(ValueError, match="position x range"):
         FeatureBlockPaste(block_size=3, position=(1, 8)).check_fits((16, 16))
+
+
+def test_blur_is_the_3x3_gaussian_of_the_paper():
+    """One pasted cell spreads as a normalised 3×3 Gaussian with σ = 0.8, computed here by hand."""
+    paste = FeatureBlockPaste(block_size=0, intensity=10.0, position=(5, 5), seed=0)
+    augmented, _ = paste(torch.zeros(1, 1, 11, 11))
+    side = math.exp(-1 / (2 * 0.8**2))  # weight of a neighbour, the centre's being 1
+    total = (1 + 2 * side) ** 2
+    window = augmented[0, 0, 4:7, 4:7]
+    expected = torch.tensor([[side * side, side, side * side], [side, 1.0, side], [side * side, side, side * side]])
+    assert torch.allclose(window, 10.0 * expected / total, atol=1e-6)
+    assert augmented.sum() == pytest.approx(10.0, abs=1e-5)  # the blur keeps the pasted mass

@@ -10,7 +10,7 @@ from lightning.pytorch import Callback, seed_everything
 
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
-from anomalib_grad.models.grad.torch_model import check_finite
+from anomalib_grad.models.grad.input_checks import check_finite
 
 from .conftest import SMALL_MODEL
 

@@ -4,11 +4,18 @@ import pytest
 import torch
 from anomalib.data import InferenceBatch
 
-from anomalib_grad import GradModel
-from anomalib_grad.models.grad.anomaly_map import SimilarityRefinement
+from anomalib_grad import FeatureBlockPaste, GradModel
 from anomalib_grad.models.grad.components.fusion import GridFusion
+from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
+from anomalib_grad.models.grad.torch_model import AbnormalStageOutput, NormalStageOutput
 
-SMALL = {"input_size": (64, 64), "pre_trained": False, "branch_depth": 1, "branch_width": 16}
+SMALL = {
+    "input_size": (64, 64),
+    "pre_trained": False,
+    "branch_depth": 1,
+    "branch_width": 16,
+    "feature_block_paste": FeatureBlockPaste(block_size=(0, 2)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +34,19 @@ def test_eval_forward_returns_inference_batch(model):
     assert bool((output.pred_score <= output.anomaly_map.flatten(1).amax(1) + 1e-6).all())
 
 
-def test_training_forward_returns_reconstruction_and_features():
+def test_training_forward_of_each_stage():
     model = GradModel(**SMALL).train()
-    reconstruction, features = model(torch.rand(2, 3, 64, 64))
-    assert reconstruction.shape == features.shape
-    assert features.shape[-2:] == (8, 8)
-    assert reconstruction.requires_grad
+    model.set_stage("normal")
+    output = model(torch.rand(2, 3, 64, 64))
+    assert isinstance(output, NormalStageOutput)
+    assert output.reconstruction.shape == output.features.shape
+    assert output.features.shape[-2:] == (8, 8)
+    assert output.reconstruction.requires_grad
+    model.set_stage("abnormal")
+    output = model(torch.rand(2, 3, 64, 64))
+    assert isinstance(output, AbnormalStageOutput)
+    assert output.scores.shape == output.mask.shape == (2, 1, 8, 8)
+    assert bool(output.mask.any())  # FBP pasted a block
 
 
 def test_feature_channels_follow_the_backbone():
@@ -54,10 +68,18 @@ def test_eval_forward_is_exportable_with_dynamic_batch(model):
     assert torch.allclose(actual[2], expected.anomaly_map, atol=1e-5)
 
 
-def test_identical_features_give_zero_map_after_refinement():
-    features = torch.rand(1, 4, 3, 3) + 0.1
-    refined = SimilarityRefinement()(features, features)
-    assert torch.allclose(refined, features)
+def test_refinement_against_hand_computed_values():
+    """Three positions (C = 2): similar but orthogonal, far and orthogonal, parallel; s = 0.3·[mse < 10] + 0.7·cos."""
+    features = torch.tensor([[1.0, 10.0, 1.0], [0.0, 0.0, 1.0]]).view(1, 2, 1, 3)
+    reconstruction = torch.tensor([[0.0, 0.0, 2.0], [1.0, -10.0, 2.0]]).view(1, 2, 1, 3)
+    # position 0: mse 1 -> s = 0.3, x = 0.3·(1, 0) + 0.7·(0, 1); position 1: mse 100, cos 0 -> s = 0;
+    # position 2: mse 1, cos 1 -> s = 1, the features themselves
+    expected = torch.tensor([[0.3, 0.0, 1.0], [0.7, -10.0, 1.0]]).view(1, 2, 1, 3)
+    assert torch.allclose(SimilarityRefinement()(reconstruction, features), expected, atol=1e-6)
+    # other constants: threshold 0.5 turns the indicator off: s = 0.5·cos, 0 at position 0 and 0.5 at position 2
+    refined = SimilarityRefinement(threshold=0.5, indicator_weight=0.2, cosine_weight=0.5)(reconstruction, features)
+    assert torch.allclose(refined[0, :, 0, 0], torch.tensor([0.0, 1.0]), atol=1e-6)
+    assert torch.allclose(refined[0, :, 0, 2], 0.5 * features[0, :, 0, 2] + 0.5 * reconstruction[0, :, 0, 2])
 
 
 def test_convex_fusion_has_no_learned_weight():

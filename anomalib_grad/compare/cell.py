@@ -7,7 +7,7 @@ writes its record (a JSON file) atomically when it ends, successful or not.
 Example:
     >>> from anomalib_grad.compare.plan import Cell, ComparisonPlan
     >>> plan = ComparisonPlan(models=["padim"], root="../shared/data/real", categories=["bottle"])
-    >>> record = run_cell(plan, Cell("padim", "bottle", 1.0), Path("results/compare/cells/padim__bottle__1"))
+    >>> record = run_cell(plan, Cell("padim", "bottle", 1.0), Path("results/compare/cells/padim__bottle__1__seed0"))
     ... # doctest: +SKIP
     >>> record["rows"][0]["image_AUROC"]  # doctest: +SKIP
     1.0
@@ -39,6 +39,7 @@ from anomalib_grad.compare.models import build_model
 from anomalib_grad.compare.plan import UNIFIED, Cell, ComparisonPlan
 from anomalib_grad.compare.records import write_json_atomic
 from anomalib_grad.compare.throughput import export_openvino, measure_speed, openvino_runner, torch_runner
+from anomalib_grad.models.grad import Grad
 
 EXAMPLES_FILE = "examples.npz"
 
@@ -53,6 +54,13 @@ def _state_dict_megabytes(model: AnomalibModule) -> float:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.tell() / MEGABYTE
+
+
+def _fusion_statistics(model: AnomalibModule) -> dict[str, float] | None:
+    """Grad's fusion weight and abnormal-to-normal contribution on the validation images (``None`` otherwise)."""
+    if isinstance(model, Grad) and model.model.fusion is not None:
+        return model.fusion_statistics.result()
+    return None
 
 
 def example_indices(datamodule: AnomalibDataModule, group: str, per_category: int) -> list[tuple[str, int]]:
@@ -131,10 +139,10 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
         training and testing (host, and GPU on a CUDA device), model size, throughput in torch and
         OpenVINO, and the grid examples.
     """
-    seed_everything(plan.seed)
+    seed_everything(cell.seed)
     datamodule, n_train = prepare_datamodule(plan, cell.category, cell.fraction)
     init_args = plan.model_init_args(cell.model, cell.category)
-    model = build_model(cell.model, plan.image_size, init_args)
+    model = build_model(plan.base_model(cell.model), plan.image_size, init_args)
     metrics = PerCategoryMetrics(print_table=False)
     engine = Engine(
         default_root_dir=folder / "run",
@@ -168,6 +176,7 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
         "peak_train_gpu_mb": training_memory.peak_gpu_mb,
         "peak_test_gpu_mb": testing_memory.peak_gpu_mb,
         "model_mb": _state_dict_megabytes(model),
+        "fusion": _fusion_statistics(model),
     }
     test_images = torch.stack([datamodule.test_data[i].image for i in range(plan.throughput_batch_size)])
     batch = resize(test_images, list(plan.image_size)).clamp(0, 1)

@@ -24,7 +24,7 @@ class ComparisonDataError(ValueError):
 
 
 def _datamodule_args(plan: ComparisonPlan) -> dict[str, Any]:
-    arguments = dict(plan.datamodule_args)
+    arguments = {name: value for name, value in plan.datamodule_args.items() if name != "seed"}  # see data_seed
     if plan.root is not None:
         arguments["root"] = plan.root
     return arguments
@@ -45,7 +45,7 @@ def build_datamodule(plan: ComparisonPlan, group: str) -> AnomalibDataModule:
         "train_batch_size": plan.batch_size,
         "eval_batch_size": plan.batch_size,
         "num_workers": plan.num_workers,
-        "seed": plan.seed,
+        "seed": plan.data_seed,
     }
     if group == UNIFIED:
         return MultiCategory(plan.datamodule, _datamodule_args(plan), categories=plan.categories, **loader_args)
@@ -90,7 +90,7 @@ def prepare_datamodule(plan: ComparisonPlan, group: str, fraction: float) -> tup
     datamodule = build_datamodule(plan, group)
     datamodule.prepare_data()
     datamodule.setup(TrainerFn.FITTING)  # marks it set up: the trainer's own setup() keeps the subset below
-    return datamodule, use_training_fraction(datamodule, fraction, plan.seed)
+    return datamodule, use_training_fraction(datamodule, fraction, plan.data_seed)
 
 
 def use_training_fraction(datamodule: AnomalibDataModule, fraction: float, seed: int) -> int:

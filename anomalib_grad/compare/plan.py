@@ -1,13 +1,22 @@
-"""What a comparison runs: models, data, categories and training fractions, and the cells they make.
+"""What a comparison runs: models and their variants, data, categories, fractions and seeds, and the cells.
 
 A *cell* is one model trained and tested once: on one category (or on all of them at once in the
-unified setting) with one fraction of the training set. A comparison is the list of its cells;
-each finished cell is saved on its own, so an interrupted comparison resumes cell by cell.
+unified setting) with one fraction of the training set and one seed. A comparison is the list of its
+cells; each finished cell is saved on its own, so an interrupted comparison resumes cell by cell, and
+a plan that only adds models or seeds to a folder's plan continues it.
+
+A *variant* is a named model with its own init args, e.g. ``grad_normal_only`` = ``grad`` with
+``abnormal_grid: false``: an ablation is then one comparison.
 
 Example:
-    >>> plan = ComparisonPlan(models=["grad", "padim"], root="../shared/data/real", categories=["bottle"])
-    >>> [cell.key for cell in plan.cells()]
-    ['grad__bottle__1', 'padim__bottle__1']
+    >>> plan = ComparisonPlan(
+    ...     models=["grad", "grad_normal_only"], root="../shared/data/real", categories=["bottle"], seeds=[0, 1],
+    ...     variants={"grad_normal_only": {"model": "grad", "abnormal_grid": False}},
+    ... )
+    >>> [cell.key for cell in plan.cells()][:2]
+    ['grad__bottle__1__seed0', 'grad_normal_only__bottle__1__seed0']
+    >>> plan.base_model("grad_normal_only"), plan.model_init_args("grad_normal_only", "bottle")
+    ('grad', {'abnormal_grid': False})
 """
 
 import json
@@ -26,23 +35,25 @@ class PlanMismatchError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One model trained and tested on one category (or all, unified) with a fraction of the training set.
+    """One model trained and tested on one category (or all, unified), a fraction of the training set, a seed.
 
     Args:
-        model: Model name as given in the plan.
+        model: Model (or variant) name as given in the plan.
         category: Category name, or ``"unified"`` for one model on every category.
         fraction: Fraction of the training images used, in ``(0, 1]``.
+        seed: Seed of the model's training (and of its random parts).
     """
 
     model: str
     category: str
     fraction: float
+    seed: int = 0
 
     @property
     def key(self) -> str:
-        """File-system-safe identifier, e.g. ``"patchcore__bottle__0.25"``."""
+        """File-system-safe identifier, e.g. ``"patchcore__bottle__0.25__seed0"``."""
         model = re.sub(r"[^A-Za-z0-9_.-]", "_", self.model)
-        return f"{model}__{self.category}__{self.fraction:g}"
+        return f"{model}__{self.category}__{self.fraction:g}__seed{self.seed}"
 
 
 @dataclass
@@ -51,8 +62,8 @@ class ComparisonPlan:
 
     Args:
         models: Model names: ``grad``, ``patchcore`` and ``padim`` (the shared-backbone presets of
-            :mod:`anomalib_grad.compare.models`), any other anomalib model name (``"stfpm"``) or a
-            class path (``"my_package.MyModel"``).
+            :mod:`anomalib_grad.compare.models`), any other anomalib model name (``"stfpm"``), a
+            class path (``"my_package.MyModel"``), or the name of one of the plan's ``variants``.
         categories: Categories of the datamodule, each evaluated on its own test set.
         root: Dataset root, passed to the datamodule as ``root`` (``None``: not passed).
         datamodule: Class path of an anomalib image datamodule that takes ``category``.
@@ -65,8 +76,12 @@ class ComparisonPlan:
         model_args: Init args per model name, e.g. ``{"patchcore": {"coreset_sampling_ratio": 0.01}}``.
         category_model_args: Init args per category and model, applied over ``model_args``, e.g.
             ``{"magnetic_tile": {"patchcore": {"coreset_sampling_ratio": 0.001}}}``.
+        variants: Named variants of a model: ``{name: {"model": base, **init_args}}``; the variant's init
+            args come first, then ``model_args`` and ``category_model_args`` of the variant's name.
+        seeds: Seeds; every model is trained once per seed and the report gives mean ± std over seeds.
+            The data (validation split, held-out anomalies, training subsets) does not change with it:
+            its seed is ``datamodule_args["seed"]`` (default 0).
         accelerator: Lightning accelerator for training and torch inference (``"cpu"``, ``"gpu"``, ``"auto"``).
-        seed: Seed of training, subsampling and every model.
         batch_size: Training and evaluation batch size.
         num_workers: Data-loader workers.
         throughput_batch_size: Batch size of the throughput measurement.
@@ -89,8 +104,9 @@ class ComparisonPlan:
     train_fractions: list[float] = field(default_factory=lambda: [1.0])
     model_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     category_model_args: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
     accelerator: str = "auto"
-    seed: int = 0
     batch_size: int = 16
     num_workers: int = 2
     throughput_batch_size: int = 1
@@ -99,11 +115,11 @@ class ComparisonPlan:
     num_examples: int = 4
 
     def __post_init__(self) -> None:
-        self.models, self.categories = list(self.models), list(self.categories)
+        self.models, self.categories, self.seeds = list(self.models), list(self.categories), list(self.seeds)
         self.root = None if self.root is None else str(self.root)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         self.train_fractions = sorted(float(fraction) for fraction in self.train_fractions)
-        for name, values in (("models", self.models), ("categories", self.categories)):
+        for name, values in (("models", self.models), ("categories", self.categories), ("seeds", self.seeds)):
             if not values:
                 msg = f"The comparison needs at least one entry in `{name}`."
                 raise ValueError(msg)
@@ -121,9 +137,17 @@ class ComparisonPlan:
             for name in args
             if name not in self.models
         )
+        unknown += [f"variants.{name}" for name in sorted(set(self.variants) - set(self.models))]
         if unknown:
             msg = f"Model args given for models not in the plan: {unknown}; the plan's models are {self.models}."
             raise ValueError(msg)
+        for name, variant in self.variants.items():
+            if not isinstance(variant, dict) or not isinstance(variant.get("model"), str):
+                msg = f"Variant '{name}' must name its base model, e.g. {{model: grad, abnormal_grid: false}}."
+                raise ValueError(msg)
+            if variant["model"] in self.variants:
+                msg = f"Variant '{name}' is based on another variant ('{variant['model']}'); name a model instead."
+                raise ValueError(msg)
 
     @property
     def training_groups(self) -> list[str]:
@@ -135,18 +159,29 @@ class ComparisonPlan:
         """The largest training fraction: the cells of the main comparison table."""
         return self.train_fractions[-1]
 
+    @property
+    def data_seed(self) -> int:
+        """Seed of the data: validation split, held-out anomalies and training subsets (not of the models)."""
+        return int(self.datamodule_args.get("seed", 0))
+
     def cells(self) -> list[Cell]:
-        """Every cell, in run order: by fraction (largest first), then group, then model."""
+        """Every cell, in run order: by fraction (largest first), then seed, then group, then model."""
         return [
-            Cell(model, group, fraction)
+            Cell(model, group, fraction, seed)
             for fraction in reversed(self.train_fractions)
+            for seed in self.seeds
             for group in self.training_groups
             for model in self.models
         ]
 
+    def base_model(self, model: str) -> str:
+        """The model a name builds: the variant's base model, or the name itself."""
+        return self.variants[model]["model"] if model in self.variants else model
+
     def model_init_args(self, model: str, group: str) -> dict[str, Any]:
-        """Init args of ``model`` when trained on ``group`` (a category or ``"unified"``)."""
-        return {**self.model_args.get(model, {}), **self.category_model_args.get(group, {}).get(model, {})}
+        """Init args of ``model`` (or variant) when trained on ``group`` (a category or ``"unified"``)."""
+        variant = {name: value for name, value in self.variants.get(model, {}).items() if name != "model"}
+        return {**variant, **self.model_args.get(model, {}), **self.category_model_args.get(group, {}).get(model, {})}
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-compatible data."""
@@ -154,8 +189,18 @@ class ComparisonPlan:
         data["image_size"] = list(self.image_size)
         return json.loads(json.dumps(data, default=str))
 
+    def _models_as_built(self, model: str) -> dict[str, Any]:
+        """What a model name means in this plan: its base model and its init args per group."""
+        return {
+            "model": self.base_model(model),
+            "args": {group: self.model_init_args(model, group) for group in self.training_groups},
+        }
+
     def check_same_as(self, saved: dict[str, Any], folder: Path) -> None:
-        """Raise if ``saved`` (a plan read from a results folder) differs from this plan.
+        """Raise unless this plan runs the same cells as ``saved`` (a plan read from a results folder), or more.
+
+        A plan may add models, variants and seeds to the saved one (the finished cells are kept, only the
+        new ones run); everything else, and the meaning of every saved model, must be the same.
 
         Args:
             saved: :meth:`to_dict` of the plan that wrote the folder.
@@ -165,11 +210,25 @@ class ComparisonPlan:
             PlanMismatchError: Naming the fields that differ.
         """
         current = self.to_dict()
+        extendable = {"models", "seeds", "variants", "model_args", "category_model_args"}
         differences = [
             f"{name}: {saved.get(name)!r} there, {current.get(name)!r} now"
             for name in sorted(set(current) | set(saved))
-            if current.get(name) != saved.get(name)
+            if name not in extendable and current.get(name) != saved.get(name)
         ]
+        try:
+            previous = ComparisonPlan(**saved)
+        except (TypeError, ValueError) as error:
+            differences.append(f"the saved plan is not readable by this version ({error})")
+        else:
+            differences += [f"seed {seed} is no longer in seeds" for seed in previous.seeds if seed not in self.seeds]
+            for model in previous.models:
+                if model not in self.models:
+                    differences.append(f"model '{model}' is no longer in models")
+                elif previous._models_as_built(model) != self._models_as_built(model):
+                    differences.append(
+                        f"model '{model}': {previous._models_as_built(model)} there, {self._models_as_built(model)} now"
+                    )
         if differences:
             msg = (
                 f"The results folder {folder} holds another comparison ({'; '.join(differences)}). "

@@ -62,7 +62,7 @@ class ResultsFolder:
         self.cells_dir = self.root / "cells"
 
     def claim(self, plan: ComparisonPlan) -> None:
-        """Use the folder for ``plan``: write the plan, or check that the plan already there is the same.
+        """Use the folder for ``plan``: write the plan, or check that it runs the plan already there (or more).
 
         Raises:
             PlanMismatchError: If the folder holds another plan.
@@ -70,6 +70,7 @@ class ResultsFolder:
         """
         if self.plan_file.is_file():
             plan.check_same_as(json.loads(self.plan_file.read_text(encoding="utf-8")), self.root)
+            write_json_atomic(self.plan_file, plan.to_dict())  # the plan may add models or seeds
             return
         if self.root.is_file() or (self.root.is_dir() and any(self.root.iterdir())):
             msg = f"{self.root} exists and is not a comparison's results folder (no plan.json): choose another output."

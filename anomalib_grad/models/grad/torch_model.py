@@ -2,85 +2,96 @@
 
 A frozen CNN gives aligned features φ at stride 8. Shared coordinate networks
 map φ to one global coordinate per image and one local coordinate per
-position; both a *normal* and an *abnormal* grid set are read at those
+position; a *normal* and (optionally) an *abnormal* grid set are read at those
 coordinates, each feeds its fusion branch, and the two reconstructions are
 fused, refined by similarity to φ, and compared with φ to give the anomaly map.
 
+The model owns both training stages, the way anomalib's SuperSimpleNet owns its
+anomaly generator: :meth:`GradModel.set_stage` freezes what a stage does not
+train, and the training forward of stage A synthesises anomalies (Feature Block
+Paste, Gaussian noise or none) and scores them, that of stage B reconstructs
+normal features. :meth:`GradModel.parameter_groups` gives the optimiser groups
+from the same table of parts.
+
 Example:
     >>> import torch
+    >>> from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
     >>> from anomalib_grad.models.grad.torch_model import GradModel
-    >>> model = GradModel(input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=32).eval()
+    >>> blocks = FeatureBlockPaste(block_size=(0, 2))  # 5×5 blocks at most: the feature map is 8×8
+    >>> model = GradModel(input_size=(64, 64), pre_trained=False, branch_depth=1, feature_block_paste=blocks).eval()
     >>> output = model(torch.rand(2, 3, 64, 64))
     >>> output.anomaly_map.shape, output.pred_score.shape
     (torch.Size([2, 1, 64, 64]), torch.Size([2]))
 """
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
-from anomalib_grad.models.grad.anomaly_map import AnomalyMapGenerator, SimilarityRefinement
+from anomalib_grad.models.grad.anomaly_map import AnomalyMapGenerator
 from anomalib_grad.models.grad.components.coordinate_mapper import CoordinateMapper
+from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.components.feature_extractor import AlignedFeatureExtractor
 from anomalib_grad.models.grad.components.fusion import FusionBranch, GridFusion
+from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureNoise
 from anomalib_grad.models.grad.components.grid import FeatureGrid
+from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
+from anomalib_grad.models.grad.input_checks import check_input_size
 
+Stage = Literal["abnormal", "normal"]
+AnomalySynthesis = Literal["fbp", "gaussian_noise", "none"]
+ANOMALY_SYNTHESES = ("fbp", "gaussian_noise", "none")
 FEATURE_STRIDE = 8
-SIZE_MULTIPLE = 16  # the stride-16 map must align exactly with the stride-8 one
-MIN_INPUT_SIZE = 32
 
 
-def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
-    """Check that the backbone can handle an image size.
+class AbnormalStageOutput(NamedTuple):
+    """Stage A's training output: the abnormal branch's per-position score ``d`` and its target mask."""
 
-    Args:
-        input_size: ``(H, W)`` in pixels.
+    scores: torch.Tensor
+    mask: torch.Tensor
 
-    Returns:
-        The size as a tuple.
 
-    Raises:
-        ValueError: If a side is not a multiple of 16 or smaller than 32.
+class NormalStageOutput(NamedTuple):
+    """Stage B's training output: the refined reconstruction of normal features, and those features."""
 
-    Example:
-        >>> check_input_size([256, 256])
-        (256, 256)
-    """
-    size = tuple(int(side) for side in input_size)
-    if len(size) != 2 or any(side < MIN_INPUT_SIZE or side % SIZE_MULTIPLE for side in size):
-        msg = (
-            f"input_size {tuple(input_size)} is not usable: GRAD needs (height, width), each a multiple of "
-            f"{SIZE_MULTIPLE} and at least {MIN_INPUT_SIZE} pixels, e.g. (256, 256)."
-        )
-        raise ValueError(msg)
-    return size  # type: ignore[return-value]
+    reconstruction: torch.Tensor
+    features: torch.Tensor
 
 
 class GradModel(nn.Module):
-    """GRAD torch model.
+    """GRAD torch model (defaults: the CPU preset; ``configs/grad.yaml`` holds the paper's model).
 
     Args:
         input_size: Image size ``(H, W)``; multiples of 16. Defaults to ``(256, 256)``.
         backbone: timm CNN name. Defaults to ``"tf_efficientnet_lite0"``.
         layers: Backbone layers at strides 8 and 16; ``None`` finds them.
         pre_trained: Use ImageNet weights. Defaults to ``True``.
+        abnormal_grid: Build the abnormal grid set, its branch and the fusion. ``False`` is the
+            normal grid alone (no stage A). Defaults to ``True``.
         local_grid_size: Local grid side Rl. Defaults to ``8``.
         global_grid_size: Global grid side Rg. Defaults to ``4``.
-        branch_depth: Residual blocks per fusion branch. Defaults to ``9``.
-        branch_width: Channels inside the branches; ``None`` keeps 2C.
+        branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
+        branch_width: Channels inside the branches; ``None`` keeps 2C (paper). Defaults to ``64``.
         fusion: ``"learned"`` weight (official code) or ``"convex"`` blend (paper).
         fusion_weight: Start value of the learned fusion weight. Defaults to ``-0.2``.
         fusion_blend: λ of the convex blend. Defaults to ``0.9``.
+        anomaly_synthesis: Stage A's synthetic anomalies: ``"fbp"`` (Feature Block Paste),
+            ``"gaussian_noise"`` (SimpleNet's noise, on FBP's block shapes) or ``"none"`` (real
+            defects only). Defaults to ``"fbp"``.
+        feature_block_paste: The FBP module (block shapes of both synthesisers); ``None`` builds one
+            with default settings.
+        noise_std: σ of the Gaussian feature noise. Defaults to ``1.0``.
+        refinement: The similarity refinement; ``None`` uses the paper's constants.
         coordinate_noise_std: σ of training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
         smoothing_size: Side of the anomaly-map mean filter. Defaults to ``21``.
         score_pool_size: Side of the pool before the image-score maximum. Defaults to ``32``.
 
     Raises:
-        ValueError: For an unusable input size, backbone or layer.
+        ValueError: For an unusable input size, backbone, layer, synthesis or FBP block.
     """
 
     def __init__(
@@ -89,33 +100,118 @@ class GradModel(nn.Module):
         backbone: str = "tf_efficientnet_lite0",
         layers: Sequence[str | int] | None = None,
         pre_trained: bool = True,
+        abnormal_grid: bool = True,
         local_grid_size: int = 8,
         global_grid_size: int = 4,
-        branch_depth: int = 9,
-        branch_width: int | None = None,
+        branch_depth: int = 2,
+        branch_width: int | None = 64,
         fusion: Literal["learned", "convex"] = "learned",
         fusion_weight: float = -0.2,
         fusion_blend: float = 0.9,
+        anomaly_synthesis: AnomalySynthesis = "fbp",
+        feature_block_paste: FeatureBlockPaste | None = None,
+        noise_std: float = 1.0,
+        refinement: SimilarityRefinement | None = None,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
         smoothing_size: int = 21,
         score_pool_size: int = 32,
     ) -> None:
         super().__init__()
+        if anomaly_synthesis not in ANOMALY_SYNTHESES:
+            msg = f"Unknown anomaly_synthesis '{anomaly_synthesis}': use one of {', '.join(ANOMALY_SYNTHESES)}."
+            raise ValueError(msg)
         self.input_size = check_input_size(input_size)
         self.feature_size = (self.input_size[0] // FEATURE_STRIDE, self.input_size[1] // FEATURE_STRIDE)
         self.feature_extractor = AlignedFeatureExtractor(backbone, layers, pre_trained)
         channels = self.feature_extractor.out_channels
         self.coordinate_mapper = CoordinateMapper(channels, coordinate_noise_std, coordinate_noise_probability)
+        # Built in this order (normal grid, abnormal grid, normal branch, abnormal branch): a seed gives the
+        # same initial weights as in earlier versions.
         self.normal_grid = FeatureGrid(channels, self.feature_size, local_grid_size, global_grid_size)
-        self.abnormal_grid = FeatureGrid(channels, self.feature_size, local_grid_size, global_grid_size)
+        self.abnormal_grid: FeatureGrid | None = None
+        self.abnormal_branch: FusionBranch | None = None
+        self.fusion: GridFusion | None = None
+        self.anomaly_generator: FeatureBlockPaste | GaussianFeatureNoise | None = None
+        if abnormal_grid:
+            self.abnormal_grid = FeatureGrid(channels, self.feature_size, local_grid_size, global_grid_size)
         self.normal_branch = FusionBranch(channels, branch_depth, branch_width)
-        self.abnormal_branch = FusionBranch(channels, branch_depth, branch_width, normalize_input=True)
-        self.fusion = GridFusion(fusion, fusion_weight, fusion_blend)
-        self.refinement = SimilarityRefinement()
+        if abnormal_grid:
+            self.abnormal_branch = FusionBranch(channels, branch_depth, branch_width, normalize_input=True)
+            self.fusion = GridFusion(fusion, fusion_weight, fusion_blend)
+            blocks = feature_block_paste or FeatureBlockPaste()
+            blocks.check_fits(self.feature_size)
+            if anomaly_synthesis == "fbp":
+                self.anomaly_generator = blocks
+            elif anomaly_synthesis == "gaussian_noise":
+                self.anomaly_generator = GaussianFeatureNoise(blocks, noise_std)
+        self.refinement = refinement or SimilarityRefinement()
         self.anomaly_map_generator = AnomalyMapGenerator(self.input_size, smoothing_size, score_pool_size)
         for module in (self.coordinate_mapper, self.normal_branch, self.abnormal_branch):
-            module.apply(_init_weights)
+            if module is not None:
+                module.apply(_init_weights)
+        self.stage: Stage = "abnormal" if abnormal_grid else "normal"
+
+    @property
+    def has_abnormal_grid(self) -> bool:
+        """Whether the model has the abnormal grid set (and so a stage A)."""
+        return self.abnormal_grid is not None
+
+    def trained_parts(self) -> dict[str, tuple[Stage, ...]]:
+        """The one table of which part trains in which stage (the backbone never trains).
+
+        Returns:
+            Part name (an attribute of the model) → the stages that train it.
+        """
+        parts: dict[str, tuple[Stage, ...]] = {
+            "coordinate_mapper": ("abnormal", "normal"),
+            "normal_grid": ("normal",),
+            "normal_branch": ("normal",),
+        }
+        if self.has_abnormal_grid:
+            parts |= {"abnormal_grid": ("abnormal",), "abnormal_branch": ("abnormal",), "fusion": ("normal",)}
+        return parts
+
+    def set_stage(self, stage: Stage) -> None:
+        """Train the stage's parts and freeze the others (gradients and batch-norm statistics).
+
+        Args:
+            stage: ``"abnormal"`` (stage A) or ``"normal"`` (stage B).
+
+        Raises:
+            ValueError: For stage A in a model without the abnormal grid.
+        """
+        if stage == "abnormal" and not self.has_abnormal_grid:
+            msg = "This GRAD model has no abnormal grid (abnormal_grid=False), so it has no stage A."
+            raise ValueError(msg)
+        self.stage = stage
+        for name, stages in self.trained_parts().items():
+            module = getattr(self, name)
+            trained = stage in stages
+            module.requires_grad_(trained).train(trained and self.training)
+
+    def train(self, mode: bool = True) -> "GradModel":
+        """Switch train/eval mode; in training, the parts frozen by the current stage stay in eval mode.
+
+        Returns:
+            The model.
+        """
+        super().train(mode)
+        if mode:
+            self.set_stage(self.stage)
+        return self
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters split into the optimiser's groups, from :meth:`trained_parts`.
+
+        Returns:
+            ``{"grids": [...], "networks": [...]}``: grid parameters (their own learning rate) and the rest.
+        """
+        groups: dict[str, list[nn.Parameter]] = {"grids": [], "networks": []}
+        for name in self.trained_parts():
+            module = getattr(self, name)
+            groups["grids" if isinstance(module, FeatureGrid) else "networks"] += list(module.parameters())
+        return groups
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Compute the aligned backbone features φ.
@@ -137,21 +233,23 @@ class GradModel(nn.Module):
             raise ValueError(msg)
         return self.feature_extractor(images)
 
-    def abnormal_scores(self, features: torch.Tensor) -> torch.Tensor:
-        """Per-position score ``d`` of the abnormal branch (its channel 0).
+    def reconstruction_parts(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The two branches' reconstructions x̂_n and x̂_a (``None`` without the abnormal grid).
 
         Args:
-            features: Features φ, possibly with pasted anomalies.
+            features: Features φ ``(B, C, H, W)``.
 
         Returns:
-            Scores ``(B, 1, H, W)``.
+            ``(x̂_n, x̂_a)``, each ``(B, C, H, W)``.
         """
         global_coordinates, local_coordinates = self.coordinate_mapper(features)
-        abnormal = self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
-        return abnormal[:, :1]
+        normal = self.normal_branch(self.normal_grid(global_coordinates, local_coordinates))
+        if self.abnormal_grid is None or self.abnormal_branch is None:
+            return normal, None
+        return normal, self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
 
     def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
-        """Reconstruct features from both grid sets, fuse and refine.
+        """Reconstruct features from the grid sets, fuse and refine.
 
         Args:
             features: Features φ ``(B, C, H, W)``.
@@ -159,50 +257,73 @@ class GradModel(nn.Module):
         Returns:
             Refined reconstruction x̂_rec ``(B, C, H, W)``.
         """
-        global_coordinates, local_coordinates = self.coordinate_mapper(features)
-        normal = self.normal_branch(self.normal_grid(global_coordinates, local_coordinates))
-        abnormal = self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
-        return self.refinement(self.fusion(normal, abnormal), features)
+        normal, abnormal = self.reconstruction_parts(features)
+        fused = normal if self.fusion is None or abnormal is None else self.fusion(normal, abnormal)
+        return self.refinement(fused, features)
 
-    def forward(self, images: torch.Tensor) -> InferenceBatch | tuple[torch.Tensor, torch.Tensor]:
-        """Run GRAD.
+    def abnormal_stage(
+        self,
+        features: torch.Tensor,
+        real_features: torch.Tensor | None = None,
+        real_masks: torch.Tensor | None = None,
+    ) -> AbnormalStageOutput:
+        """Stage A: synthesise anomalies on normal features and score them with the abnormal path.
 
         Args:
-            images: Normalised images ``(B, 3, H, W)``.
+            features: Features of normal images ``(N, C, h, w)``; ``N`` may be zero.
+            real_features: Features of real defective images ``(M, C, h, w)``, or ``None``.
+            real_masks: Their binary masks on the feature grid ``(M, 1, h, w)``.
 
         Returns:
-            In training mode, the reconstruction and the features. In eval mode,
-            an :class:`InferenceBatch` with ``pred_score`` ``(B,)`` and
+            Scores ``d`` ``(N + M, 1, h, w)`` (the abnormal branch's channel 0) and target masks.
+            Without synthesis (``anomaly_synthesis="none"``), normal features are scored as they are,
+            with empty masks.
+        """
+        if self.anomaly_generator is None:
+            synthetic, mask = features, features.new_zeros((features.shape[0], 1, *features.shape[-2:]))
+        elif len(features):
+            synthetic, mask = self.anomaly_generator(features)
+        else:
+            synthetic, mask = features, features.new_zeros((0, 1, *features.shape[-2:]))
+        if real_features is not None and real_masks is not None:
+            synthetic = torch.cat([synthetic, real_features])
+            mask = torch.cat([mask, real_masks.to(mask.dtype)])
+        global_coordinates, local_coordinates = self.coordinate_mapper(synthetic)
+        abnormal = self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))  # type: ignore[misc]
+        return AbnormalStageOutput(scores=abnormal[:, :1], mask=mask)
+
+    def forward(
+        self,
+        images: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+        real_features: torch.Tensor | None = None,
+        real_masks: torch.Tensor | None = None,
+    ) -> InferenceBatch | AbnormalStageOutput | NormalStageOutput:
+        """Run GRAD: the current stage's training step in training mode, inference in eval mode.
+
+        Args:
+            images: Normalised images ``(B, 3, H, W)``; or give their ``features``.
+            features: Backbone features φ (e.g. cached), instead of ``images``.
+            real_features: Stage A only: features of real defective images.
+            real_masks: Stage A only: their masks on the feature grid.
+
+        Returns:
+            In training mode, :class:`AbnormalStageOutput` (stage A) or :class:`NormalStageOutput`
+            (stage B). In eval mode, an :class:`InferenceBatch` with ``pred_score`` ``(B,)`` and
             ``anomaly_map`` ``(B, 1, H, W)``.
         """
-        features = self.extract_features(images)
+        if features is None:
+            if images is None:
+                msg = "GradModel needs images or features."
+                raise ValueError(msg)
+            features = self.extract_features(images)
+        if self.training and self.stage == "abnormal":
+            return self.abnormal_stage(features, real_features, real_masks)
         reconstruction = self.reconstruct(features)
         if self.training:
-            return reconstruction, features
+            return NormalStageOutput(reconstruction=reconstruction, features=features)
         anomaly_map, pred_score = self.anomaly_map_generator(features, reconstruction)
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
-
-
-def check_finite(values: torch.Tensor, image_paths: Sequence[str] | None) -> None:
-    """Fail clearly when images or features hold NaN or infinity.
-
-    Args:
-        values: Images or features ``(B, ...)``.
-        image_paths: Paths of the batch's images, for the message.
-
-    Raises:
-        ValueError: If any value is not finite.
-    """
-    finite = torch.isfinite(values.flatten(start_dim=1)).all(dim=1)
-    if bool(finite.all()):
-        return
-    bad = [index for index, ok in enumerate(finite.tolist()) if not ok]
-    names = [image_paths[index] for index in bad] if image_paths else bad
-    msg = (
-        f"NaN or infinite values in the images or backbone features of {names}. Check the images and the "
-        "pre-processing (normalisation), and that the backbone weights are intact."
-    )
-    raise ValueError(msg)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -20,8 +20,8 @@ import math
 from typing import Literal
 
 import torch
-from anomalib.models.components.filters import GaussianBlur2d
 from torch import nn
+from torch.nn import functional as F  # noqa: N812
 
 IntRange = int | tuple[int, int]
 FloatRange = float | tuple[float, float]
@@ -57,6 +57,24 @@ def _as_range(value: IntRange | FloatRange, name: str, minimum: float) -> tuple[
         msg = f"FBP {name} must be >= {minimum}, got {value}."
         raise ValueError(msg)
     return low, high
+
+
+class GaussianBlur3x3(nn.Module):
+    """3×3 Gaussian blur of one-channel maps, borders reflected (the kernel is not saved in checkpoints).
+
+    Args:
+        sigma: Standard deviation of the Gaussian, in cells.
+    """
+
+    def __init__(self, sigma: float) -> None:
+        super().__init__()
+        weights = torch.exp(-torch.tensor([-1.0, 0.0, 1.0]).pow(2) / (2 * sigma**2))
+        kernel = torch.outer(weights, weights)
+        self.register_buffer("kernel", (kernel / kernel.sum()).view(1, 1, 3, 3), persistent=False)
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        """Blur ``(B, 1, H, W)`` maps."""
+        return F.conv2d(F.pad(maps, (1, 1, 1, 1), mode="reflect"), self.kernel.to(maps))
 
 
 class FeatureBlockPaste(nn.Module):
@@ -109,7 +127,7 @@ class FeatureBlockPaste(nn.Module):
             raise ValueError(msg)
         self.moves = torch.tensor(_MOVES[connectivity])
         self.per_image = per_image
-        self.blur = GaussianBlur2d(sigma=blur_sigma, channels=1, kernel_size=3)
+        self.blur = GaussianBlur3x3(blur_sigma)
         self.seed = seed
         self.generator: torch.Generator | None = None
 
@@ -201,14 +219,14 @@ class FeatureBlockPaste(nn.Module):
         cells[top : top + shape.shape[0], left : left + shape.shape[1]] = shape
         return cells, self._uniform(self.intensity)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Paste synthetic anomalies.
+    def draw_masks(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the block masks for a batch: one block per batch, or one per image.
 
         Args:
-            features: Features ``(B, C, H, W)``.
+            features: Features ``(B, C, H, W)`` (only their shape, device and dtype are used).
 
         Returns:
-            Augmented features ``(B, C, H, W)`` and the binary mask ``(B, 1, H, W)``.
+            The binary mask ``(B, 1, H, W)`` and the intensities, ``(1, 1, 1, 1)`` or ``(B, 1, 1, 1)``.
         """
         feature_size = (features.shape[-2], features.shape[-1])
         self.check_fits(feature_size)
@@ -218,5 +236,16 @@ class FeatureBlockPaste(nn.Module):
         cells = torch.stack([block_cells for block_cells, _ in blocks]).unsqueeze(1)
         intensities = torch.tensor([intensity for _, intensity in blocks]).view(-1, 1, 1, 1)
         mask = cells.to(device=features.device, dtype=features.dtype).expand(features.shape[0], -1, -1, -1)
-        paste = self.blur(mask * intensities.to(device=features.device, dtype=features.dtype))
-        return features + paste, mask
+        return mask, intensities.to(device=features.device, dtype=features.dtype)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Paste synthetic anomalies.
+
+        Args:
+            features: Features ``(B, C, H, W)``.
+
+        Returns:
+            Augmented features ``(B, C, H, W)`` and the binary mask ``(B, 1, H, W)``.
+        """
+        mask, intensities = self.draw_masks(features)
+        return features + self.blur(mask * intensities), mask

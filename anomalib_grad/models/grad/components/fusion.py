@@ -93,6 +93,20 @@ class GridFusion(nn.Module):
         self.blend = blend
         self.weight = nn.Parameter(torch.tensor(initial_weight)) if mode == "learned" else None
 
+    def terms(self, normal: torch.Tensor, abnormal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normal and abnormal terms whose sum is the fused reconstruction.
+
+        Args:
+            normal: Normal-branch output x̂_n.
+            abnormal: Abnormal-branch output x̂_a.
+
+        Returns:
+            ``(x̂_n, w·x̂_a)`` for the learned weight, ``(λ·x̂_n, (1 − λ)·x̂_a)`` for the convex blend.
+        """
+        if self.weight is None:
+            return self.blend * normal, (1.0 - self.blend) * abnormal
+        return normal, self.weight * abnormal
+
     def forward(self, normal: torch.Tensor, abnormal: torch.Tensor) -> torch.Tensor:
         """Fuse the two reconstructions.
 
@@ -103,6 +117,5 @@ class GridFusion(nn.Module):
         Returns:
             The fused reconstruction x̂_pre.
         """
-        if self.weight is None:
-            return self.blend * normal + (1.0 - self.blend) * abnormal
-        return normal + self.weight * abnormal
+        normal_term, abnormal_term = self.terms(normal, abnormal)
+        return normal_term + abnormal_term
