@@ -109,7 +109,8 @@ def test_unknown_backbone_is_rejected():
     [
         (["layer2", "nope"], "Layer 'nope' not found"),
         (["layer1", "layer2"], "strides \\[4, 8\\]"),
-        (["layer2"], "exactly two layers"),
+        (["layer2"], "two layers"),
+        (["layer1", "layer2", "layer4"], "strides \\[4, 8, 32\\]"),
         ([2, 9], "out of range"),
     ],
 )
@@ -121,3 +122,16 @@ def test_unusable_layers_are_rejected(layers, message):
 def test_named_layers_at_strides_8_and_16_work():
     model = GradModel(backbone="resnet18", layers=["layer2", "layer3"], **SMALL)
     assert model.extract_features(torch.rand(1, 3, 64, 64)).shape == (1, 384, 8, 8)
+
+
+def test_a_stride_4_layer_is_averaged_onto_the_stride_8_grid():
+    model = GradModel(backbone="resnet18", layers=["layer1", "layer2", "layer3"], **SMALL)
+    images = torch.rand(1, 3, 64, 64)
+    features = model.extract_features(images)
+    assert features.shape == (1, 64 + 128 + 256, 8, 8)
+    network = model.feature_extractor.extractor.feature_extractor
+    with torch.no_grad():
+        stride_4 = network(images)[0]  # timm's own layer1 output, 16×16
+    expected = stride_4.reshape(1, 64, 8, 2, 8, 2).mean(dim=(3, 5))
+    assert torch.allclose(features[:, :64], expected, atol=1e-6)
+    assert model.normal_grid.global_grid.shape[1] == (64 + 128 + 256) * 8 * 8

@@ -1,8 +1,10 @@
-"""Frozen backbone features at strides 8 and 16, aligned into one map.
+"""Frozen backbone features at strides 8 and 16 (optionally also 4), aligned into one map.
 
 GRAD reads two feature maps of a frozen ImageNet CNN, at strides 8 and 16
 ("layers 3 and 4" of 5), upsamples the coarser one ×2 and concatenates them
-on channels. Any timm CNN that supports ``features_only`` works.
+on channels. A stride-4 map may be added for fine defects: it is averaged over
+2×2 cells onto the same stride-8 grid. Any timm CNN that supports
+``features_only`` works.
 
 Example:
     >>> import torch
@@ -23,6 +25,7 @@ from torch.nn import functional as F  # noqa: N812
 from anomalib_grad.models.components.pretrained_weights import create_pretrained_timm_model
 
 FEATURE_STRIDES = (8, 16)
+OPTIONAL_STRIDES = (4,)
 
 
 def resolve_feature_layers(backbone: str, layers: Sequence[str | int] | None = None) -> tuple[list[int], list[int]]:
@@ -30,12 +33,13 @@ def resolve_feature_layers(backbone: str, layers: Sequence[str | int] | None = N
 
     Args:
         backbone: timm model name.
-        layers: Two layer names (as in ``feature_info.module_name()``, e.g.
-            ``"layer2"``, ``"blocks.2"``) or ``features_only`` indices, at strides
-            8 and 16. ``None`` picks them from the backbone's ``feature_info``.
+        layers: Layer names (as in ``feature_info.module_name()``, e.g.
+            ``"layer2"``, ``"blocks.2"``) or ``features_only`` indices: one at stride 8
+            and one at stride 16, optionally one at stride 4 first. ``None`` picks the
+            stride-8 and stride-16 layers from the backbone's ``feature_info``.
 
     Returns:
-        The two indices and their channel counts.
+        The indices and their channel counts.
 
     Raises:
         ValueError: If the backbone is unknown, has no feature maps at strides
@@ -63,8 +67,8 @@ def resolve_feature_layers(backbone: str, layers: Sequence[str | int] | None = N
             raise ValueError(msg)
         indices = [reductions.index(stride) for stride in FEATURE_STRIDES]
     else:
-        if len(layers) != len(FEATURE_STRIDES):
-            msg = f"GRAD needs exactly two layers (strides 8 and 16), got {list(layers)}."
+        if len(layers) not in {len(FEATURE_STRIDES), len(FEATURE_STRIDES) + 1}:
+            msg = f"GRAD needs two layers (strides 8 and 16) or three (4, 8 and 16), got {list(layers)}."
             raise ValueError(msg)
         indices = []
         for layer in layers:
@@ -79,10 +83,10 @@ def resolve_feature_layers(backbone: str, layers: Sequence[str | int] | None = N
                 msg = f"Layer '{layer}' not found in backbone '{backbone}'. Available layers: {names}."
                 raise ValueError(msg)
         strides = [reductions[index] for index in indices]
-        if tuple(strides) != FEATURE_STRIDES:
+        if tuple(strides) not in {FEATURE_STRIDES, (*OPTIONAL_STRIDES, *FEATURE_STRIDES)}:
             msg = (
-                f"Layers {list(layers)} of '{backbone}' have strides {strides}; GRAD needs strides 8 and 16 "
-                f"(available: {dict(zip(names, reductions, strict=True))})."
+                f"Layers {list(layers)} of '{backbone}' have strides {strides}; GRAD needs strides 8 and 16, "
+                f"or 4, 8 and 16 (available: {dict(zip(names, reductions, strict=True))})."
             )
             raise ValueError(msg)
     return indices, [channels[index] for index in indices]
@@ -133,6 +137,7 @@ class AlignedFeatureExtractor(nn.Module):
         Returns:
             Features φ of shape ``(B, C, H/8, W/8)``.
         """
-        fine, coarse = self.extractor(images).values()
-        coarse = F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=True)
-        return torch.cat([fine, coarse], dim=1)
+        *maps, fine, coarse = self.extractor(images).values()
+        aligned = [F.avg_pool2d(finer, kernel_size=2) for finer in maps]  # stride 4 onto the stride-8 grid
+        aligned += [fine, F.interpolate(coarse, size=fine.shape[-2:], mode="bilinear", align_corners=True)]
+        return torch.cat(aligned, dim=1)
