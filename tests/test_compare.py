@@ -365,9 +365,10 @@ def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.Mon
     )
     assert plan.seeds == [0, 1, 2]
     assert {plan.base_model(model) for model in plan.models} == {"grad"}
-    assert plan.model_init_args("grad_normal_only", "bottle") == {"abnormal_grid": False}
-    assert plan.model_init_args("grad", "bottle") == {"learn_from_real_anomalies": False}
-    assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True}
+    assert plan.model_init_args("grad_normal_only", "bottle") == {"abnormal_grid": False, "normal_epochs": 16}
+    epochs = {"abnormal_epochs": 4, "normal_epochs": 16}
+    assert plan.model_init_args("grad", "bottle") == {"learn_from_real_anomalies": False, **epochs}
+    assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True, **epochs}
     assert plan.datamodule_args["holdout_anomalies_per_type"] == 5
     for model in plan.models:  # every variant builds
         build_model(plan.base_model(model), (64, 64), {**plan.model_init_args(model, "bottle"), "pre_trained": False})

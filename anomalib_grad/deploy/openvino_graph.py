@@ -19,9 +19,6 @@ them. :func:`clean_output_names` leaves each output with its prediction field's 
 
 Example:
     >>> import openvino as ov
-from anomalib.data import InferenceBatch
-
-PREDICTION_FIELDS = frozenset(InferenceBatch._fields)
     >>> model = ov.Core().read_model("model.onnx")  # doctest: +SKIP
     >>> restore_antialiasing(model)  # doctest: +SKIP
     1
