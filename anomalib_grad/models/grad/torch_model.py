@@ -240,12 +240,17 @@ class GradModel(nn.Module):
             features: Features φ ``(B, C, H, W)``.
 
         Returns:
-            ``(x̂_n, x̂_a)``, each ``(B, C, H, W)``.
+            ``(x̂_n, x̂_a)``, each ``(B, C, H, W)``. In stage B's training the frozen abnormal path is
+            evaluated without gradients: it has nothing to train, and its backward pass would cost about as
+            much as the normal branch's (the coordinates then learn from the normal path alone).
         """
         global_coordinates, local_coordinates = self.coordinate_mapper(features)
         normal = self.normal_branch(self.normal_grid(global_coordinates, local_coordinates))
         if self.abnormal_grid is None or self.abnormal_branch is None:
             return normal, None
+        if self.training and self.stage == "normal":
+            with torch.no_grad():
+                return normal, self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
         return normal, self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
 
     def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
