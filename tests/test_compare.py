@@ -371,4 +371,8 @@ def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.Mon
     assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True, **epochs}
     assert plan.datamodule_args["holdout_anomalies_per_type"] == 5
     for model in plan.models:  # every variant builds
-        build_model(plan.base_model(model), (64, 64), {**plan.model_init_args(model, "bottle"), "pre_trained": False})
+        build_model(
+            plan.base_model(model),
+            tuple(plan.image_size),
+            {**plan.model_init_args(model, "bottle"), "pre_trained": False},
+        )

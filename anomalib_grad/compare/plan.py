@@ -209,7 +209,7 @@ class ComparisonPlan:
         Raises:
             PlanMismatchError: Naming the fields that differ.
         """
-        current = self.to_dict()
+        current = _as_json(self.to_dict())
         extendable = {"models", "seeds", "variants", "model_args", "category_model_args"}
         differences = [
             f"{name}: {saved.get(name)!r} there, {current.get(name)!r} now"
@@ -225,7 +225,7 @@ class ComparisonPlan:
             for model in previous.models:
                 if model not in self.models:
                     differences.append(f"model '{model}' is no longer in models")
-                elif previous._models_as_built(model) != self._models_as_built(model):
+                elif _as_json(previous._models_as_built(model)) != _as_json(self._models_as_built(model)):
                     differences.append(
                         f"model '{model}': {previous._models_as_built(model)} there, {self._models_as_built(model)} now"
                     )
@@ -235,3 +235,8 @@ class ComparisonPlan:
                 "Resuming would mix results of different plans: choose a new output folder, or delete this one."
             )
             raise PlanMismatchError(msg)
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so a saved plan compares with a new one."""
+    return json.loads(json.dumps(value))
