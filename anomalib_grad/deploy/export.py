@@ -11,9 +11,9 @@
 - the OpenVINO model resizes with antialiasing, as training did, and its outputs
   carry exactly the prediction field names (see :mod:`~anomalib_grad.deploy.openvino_graph`);
 - ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
-  validation split, which holds test images);
-- ``load_from_checkpoint`` rejects checkpoints of other models with a clear message
-  and takes the backbone weights from the checkpoint instead of downloading them.
+  validation split, which holds test images).
+
+Checkpoint loading is :mod:`~anomalib_grad.deploy.checkpoint_mixin`'s.
 
 Example:
     >>> from anomalib.deploy import ExportType
@@ -22,14 +22,13 @@ Example:
     >>> engine.export(Grad(), ExportType.OPENVINO, ckpt_path="model.ckpt")  # doctest: +SKIP
 """
 
-import io
 import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any
 
 import torch
 from anomalib.data import AnomalibDataModule
@@ -168,42 +167,6 @@ class GradExportMixin:
         """
         return quantize_on_training_images(model, datamodule, self.model.input_size)
 
-    @classmethod
-    def load_from_checkpoint(
-        cls,
-        checkpoint_path: str | Path | IO,
-        map_location: Any = None,
-        hparams_file: str | Path | None = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Load a GRAD checkpoint; the backbone weights come from it, nothing is downloaded.
-
-        Args:
-            checkpoint_path: Checkpoint file or file object.
-            map_location: As :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
-            hparams_file: As Lightning.
-            strict: As Lightning.
-            weights_only: As Lightning.
-            kwargs: Overrides of the saved hyperparameters.
-
-        Returns:
-            The model.
-
-        Raises:
-            ValueError: If the file is not a GRAD checkpoint.
-        """
-        if isinstance(checkpoint_path, str | Path):
-            buffer = io.BytesIO(Path(checkpoint_path).read_bytes())
-        else:
-            buffer = io.BytesIO(checkpoint_path.read())
-        checkpoint = torch.load(buffer, map_location="cpu", weights_only=weights_only is not False)
-        check_grad_checkpoint(checkpoint, checkpoint_path)
-        buffer.seek(0)
-        kwargs.setdefault("pre_trained", False)
-        return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, weights_only, **kwargs)
-
 
 def quantize_on_training_images(
     model: Any,
@@ -294,25 +257,6 @@ def check_export_size(module: Any, input_size: tuple[int, int] | None) -> None:
             f"{model_size}, got {tuple(input_size)}."
         )
         raise ValueError(msg)
-
-
-def check_grad_checkpoint(checkpoint: Any, source: object) -> None:
-    """Fail clearly when a checkpoint does not hold a GRAD model.
-
-    Args:
-        checkpoint: The loaded checkpoint.
-        source: Where it came from, for the message.
-
-    Raises:
-        ValueError: If it has no GRAD grids.
-    """
-    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if isinstance(state_dict, dict) and any(key.startswith("model.normal_grid.") for key in state_dict):
-        return
-    modules = sorted({key.split(".")[1] for key in state_dict or {} if key.startswith("model.") and "." in key[6:]})
-    found = f"its model has {', '.join(modules[:6])}" if modules else "it has no model weights"
-    msg = f"{source} is not a GRAD checkpoint ({found}). Pass the checkpoint of a trained Grad model."
-    raise ValueError(msg)
 
 
 @contextmanager
