@@ -5,9 +5,8 @@
 - it refuses to export a model that was never trained (no score normalisation or
   threshold yet) and validates ``input_size``;
 - files are written into a staging folder beside the destination and moved into
-  place at the end, the model file (``.xml``, ``.onnx``, ``.pt``) last and any
-  previous one removed first, so an interrupted export never leaves a file that
-  looks like a valid model;
+  place at the end (:mod:`~anomalib_grad.deploy.staging`), so an interrupted export
+  never leaves a file that looks like a valid model, nor any litter after the next one;
 - the OpenVINO model resizes with antialiasing, as training did, and its outputs
   carry exactly the prediction field names (see :mod:`~anomalib_grad.deploy.openvino_graph`);
 - ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
@@ -23,10 +22,6 @@ Example:
 """
 
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +31,10 @@ from anomalib.deploy import CompressionType, ExportType
 from anomalib.post_processing import PostProcessor
 from torchvision.transforms.v2.functional import resize
 
+from anomalib_grad.deploy.staging import exported_path, staged_export
+
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".xml", ".onnx", ".pt")
 CALIBRATION_IMAGES = 300
 NOT_QUANTISED = (  # OpenVINO operation types kept in floating point by INT8 quantisation
     "MatMul",
@@ -140,8 +136,8 @@ class GradExportMixin:
 
         check_trained(self)
         check_export_size(self, input_size)
-        with staged_export(export_root, ExportType.OPENVINO) as staging, tempfile.TemporaryDirectory() as onnx_root:
-            onnx_path = self.to_onnx(onnx_root, model_file_name, input_size, **(onnx_kwargs or {}))
+        with staged_export(export_root, ExportType.OPENVINO) as staging:
+            onnx_path = self.to_onnx(staging / "onnx", model_file_name, input_size, **(onnx_kwargs or {}))
             model = ov.convert_model(onnx_path, **(ov_kwargs or {}))
             restore_antialiasing(model)
             clean_output_names(model)
@@ -257,60 +253,3 @@ def check_export_size(module: Any, input_size: tuple[int, int] | None) -> None:
             f"{model_size}, got {tuple(input_size)}."
         )
         raise ValueError(msg)
-
-
-@contextmanager
-def staged_export(export_root: Path | str, export_type: ExportType) -> Iterator[Path]:
-    """Stage an export beside its destination and publish it only when it completed.
-
-    Args:
-        export_root: The export's root folder (created when missing).
-        export_type: Decides the ``weights/<type>`` sub-folder.
-
-    Yields:
-        A staging root to export into (as if it were ``export_root``).
-
-    Raises:
-        NotADirectoryError: If ``export_root`` or a parent is a file.
-    """
-    destination = Path(export_root) / "weights" / export_type.value
-    try:
-        destination.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
-        msg = f"Cannot export to {destination}: {error.filename} is a file, not a folder."
-        raise NotADirectoryError(msg) from error
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=destination))
-    try:
-        yield staging
-        publish(staging / "weights" / export_type.value, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def publish(source: Path, destination: Path) -> None:
-    """Move exported files into place: old model files out first, new model files in last.
-
-    Args:
-        source: Folder holding the complete export.
-        destination: Final folder (same file system).
-    """
-    files = sorted(source.iterdir(), key=lambda path: path.suffix in MODEL_SUFFIXES)
-    for path in files:
-        if path.suffix in MODEL_SUFFIXES:
-            (destination / path.name).unlink(missing_ok=True)
-    for path in files:
-        path.replace(destination / path.name)
-
-
-def exported_path(export_root: Path | str, export_type: ExportType, file_name: str) -> Path:
-    """Path of an exported model file.
-
-    Args:
-        export_root: The export's root folder.
-        export_type: Export format.
-        file_name: Model file name.
-
-    Returns:
-        ``<export_root>/weights/<type>/<file_name>``.
-    """
-    return Path(export_root) / "weights" / export_type.value / file_name
