@@ -9,7 +9,7 @@ The expected layout of one category is::
     └── ground_truth/<defect>/<name>_mask.png one mask per anomalous test image
 
 Masks may also be named exactly like their image (``<name>.png``). Images may be
-grayscale, RGB or RGBA and use any of :data:`IMAGE_EXTENSIONS` (case-insensitive);
+grayscale (8- or 16-bit), RGB or RGBA and use any of :data:`IMAGE_EXTENSIONS` (case-insensitive);
 files and folders whose name starts with a dot are ignored.
 
 :func:`validate_mvtec_layout` checks all of this up front and raises a
