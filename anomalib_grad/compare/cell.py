@@ -2,7 +2,8 @@
 
 The runner starts each cell as its own process (``python -m anomalib_grad.compare.cell``), so a cell's
 peak memory is its own, and a cell that crashes or is killed takes nothing else with it. The cell
-writes its record (a JSON file) atomically when it ends, successful or not.
+writes its record (a JSON file) atomically when it ends, successful or not, and exits as soon as the
+runner that started it is gone (:func:`exit_with_parent`), so a killed comparison leaves no cell behind.
 
 Example:
     >>> from anomalib_grad.compare.plan import Cell, ComparisonPlan
@@ -16,8 +17,10 @@ Example:
 import io
 import json
 import logging
+import os
 import shutil
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -42,6 +45,32 @@ from anomalib_grad.compare.throughput import export_openvino, measure_speed, ope
 from anomalib_grad.models.grad import Grad
 
 EXAMPLES_FILE = "examples.npz"
+PARENT_PID_VARIABLE = "ANOMALIB_GRAD_COMPARE_PARENT_PID"
+PARENT_CHECK_S = 0.5
+ORPHAN_EXIT_CODE = 3
+
+
+def exit_with_parent(parent_pid: int | None = None, interval_s: float = PARENT_CHECK_S) -> None:
+    """Exit this process (at once, with its threads) when the process that started it is gone.
+
+    A daemon thread compares the parent process id with ``parent_pid`` every ``interval_s``; when the
+    runner dies (even by ``kill -9``) the cell is re-parented and exits instead of running on beside a
+    new comparison in the same folder. Its data-loader workers follow, as they exit with their parent.
+
+    Args:
+        parent_pid: The runner's pid; default: ``$ANOMALIB_GRAD_COMPARE_PARENT_PID`` (set by the runner),
+            else the current parent.
+        interval_s: Seconds between checks.
+    """
+    expected = parent_pid or int(os.environ.get(PARENT_PID_VARIABLE, os.getppid()))
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(interval_s)
+        print(f"The comparison (pid {expected}) that started this cell is gone: exiting.", file=sys.stderr)
+        os._exit(ORPHAN_EXIT_CODE)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _device(accelerator: str) -> torch.device:
@@ -214,4 +243,5 @@ def main(arguments: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    exit_with_parent()
     sys.exit(main())

@@ -3,6 +3,7 @@
 Layout::
 
     OUTPUT/plan.json                 the plan (a folder holds one plan)
+    OUTPUT/.lock                     locked while a comparison runs in the folder (by it and its cells)
     OUTPUT/cells/KEY.json            one record per cell ("status": "ok" or "failed")
     OUTPUT/cells/KEY/                the cell's checkpoint, grid examples, OpenVINO export and log
     OUTPUT/comparison.{md,csv,json}  the report, rewritten after every cell
@@ -14,9 +15,14 @@ Example:
     {'grad__bottle__1': {...}}
 """
 
+import fcntl
 import json
 import math
+import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(_json_safe(data), indent=2))
 
 
+LOCK_FILE = ".lock"
+LOCK_WAIT_S = 10.0  # a cell of a killed comparison exits within about a second (see cell.exit_with_parent)
+
+
+class ResultsFolderInUseError(FileExistsError):
+    """Raised when another comparison (or a cell it left running) is writing into the results folder."""
+
+
 class ResultsFolder:
     """Reads and writes a comparison's results folder.
 
@@ -72,11 +86,48 @@ class ResultsFolder:
             plan.check_same_as(json.loads(self.plan_file.read_text(encoding="utf-8")), self.root)
             write_json_atomic(self.plan_file, plan.to_dict())  # the plan may add models or seeds
             return
-        if self.root.is_file() or (self.root.is_dir() and any(self.root.iterdir())):
+        if self.root.is_file() or (self.root.is_dir() and any(path.name != LOCK_FILE for path in self.root.iterdir())):
             msg = f"{self.root} exists and is not a comparison's results folder (no plan.json): choose another output."
             raise FileExistsError(msg)
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.plan_file, plan.to_dict())
+
+    @contextmanager
+    def lock(self, wait_s: float | None = None) -> Iterator[int]:
+        """Hold the folder's lock while a comparison runs in it; the cells inherit it.
+
+        The lock is an ``flock`` on ``OUTPUT/.lock``: the system releases it when the last process holding
+        it ends, however it ends, so a killed comparison leaves no stale lock, and a cell process that
+        outlived its comparison keeps the folder locked until it exits.
+
+        Args:
+            wait_s: How long to wait for a lock held by someone else; ``None``: :data:`LOCK_WAIT_S`.
+
+        Yields:
+            The lock file's descriptor (pass it to the cell processes).
+
+        Raises:
+            ResultsFolderInUseError: If the folder stays locked for ``wait_s``.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        msg = (
+                            f"{self.root} is in use by another comparison (or a cell process it left running): "
+                            "wait for it to finish, stop it, or choose another --output."
+                        )
+                        raise ResultsFolderInUseError(msg) from None
+                    time.sleep(0.2)
+            yield descriptor
+        finally:
+            os.close(descriptor)
 
     def record_file(self, cell: Cell) -> Path:
         """Where the record of ``cell`` is written."""

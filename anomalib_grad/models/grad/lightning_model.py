@@ -42,6 +42,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import StepLR
 
+from anomalib_grad.deploy.checkpoint_mixin import GradCheckpointMixin
 from anomalib_grad.deploy.export import GradExportMixin
 from anomalib_grad.deploy.pre_processor import ExactPreProcessor
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
@@ -63,7 +64,7 @@ logger = logging.getLogger(__name__)
 LEGACY_BLUR_KEY = "feature_block_paste.blur.kernel"  # saved by versions up to 0.1.0, now a fixed 3×3 kernel
 
 
-class Grad(GradExportMixin, AnomalibModule):
+class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
     """GRAD Lightning module.
 
     The defaults are the CPU preset's model (EfficientNet-Lite0, whose ImageNet
