@@ -19,6 +19,7 @@ def test_all_configs_are_listed():
     assert {path.name for path in CONFIGS} >= {
         "grad.yaml",
         "grad_cpu.yaml",
+        "grad_cpu_fast.yaml",
         "grad_unified_mvtec.yaml",
         "grad_unified_visa.yaml",
         "grad_unified_goodsad.yaml",
@@ -73,3 +74,15 @@ def test_unified_cpu_config_trains_from_the_cli_and_writes_per_category_metrics(
     (csv_path,) = (tmp_path / "results").rglob("per_category_metrics.csv")
     assert "MultiCategory_MVTecLayout/gray+rgb" in str(csv_path)
     assert len(csv_path.read_text().splitlines()) == 4  # header, gray, rgb, mean
+
+
+def test_fast_cpu_preset_differs_from_the_cpu_preset_only_in_its_schedule():
+    preset, fast = (
+        yaml.safe_load((REPO / "configs" / name).read_text()) for name in ("grad_cpu.yaml",
+        "grad_cpu_fast.yaml", "grad_cpu_fast.yaml")
+    )
+    preset_args, fast_args = preset["model"].pop("init_args"), fast["model"].pop("init_args")
+    assert preset == fast
+    assert preset_args.pop("abnormal_epochs") + preset_args.pop("normal_epochs") == 50  # the paper's schedule
+    assert (fast_args.pop("abnormal_epochs"), fast_args.pop("normal_epochs")) == (4, 16)
+    assert preset_args == fast_args

@@ -91,7 +91,8 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             ``"none"`` (real defects of the datamodule only). Defaults to ``"fbp"``.
         noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
         abnormal_epochs: Epochs of stage A (abnormal grid). Defaults to ``4``.
-        normal_epochs: Epochs of stage B (normal grid). Defaults to ``16``.
+        normal_epochs: Epochs of stage B (normal grid). Defaults to ``46``: 50 epochs in all, the paper's
+            schedule, so that StepLR decays at epoch 40 (``configs/grad_cpu_fast.yaml`` trains 4 + 16).
         grid_lr: Learning rate of the grids. Defaults to ``0.1``.
         lr: Learning rate of everything else. Defaults to ``1e-3``.
         weight_decay: AdamW weight decay. Defaults to ``0.01``.
@@ -146,7 +147,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         anomaly_synthesis: AnomalySynthesis = "fbp",
         noise_std: float = 8.0,
         abnormal_epochs: int = 4,
-        normal_epochs: int = 16,
+        normal_epochs: int = 46,
         grid_lr: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
