@@ -130,9 +130,15 @@ def select_holdout(samples: pd.DataFrame, per_type: int, seed: int) -> list[int]
         DatasetLayoutError: If a picked image has no mask.
 
     Example:
-        >>> table = pd.DataFrame({"label": ["a", "a", "good"], "label_index": [1, 1, 0], "mask_path": ["m", "n", None]})
-        >>> select_holdout(table, per_type=5, seed=0)
-        [0]
+        Two defective images of type ``a``: one is held out (a warning says that fewer than asked exist).
+
+        >>> table = pd.DataFrame(
+        ...     {"image_path": ["x.png", "y.png", "z.png"], "label": ["a", "a", "good"],
+        ...      "label_index": [1, 1, 0], "mask_path": ["m", "n", None]}
+        ... )
+        >>> picked = select_holdout(table, per_type=5, seed=0)
+        >>> len(picked), picked[0] in (0, 1)
+        (1, True)
     """
     generator = np.random.default_rng(seed)
     positions = pd.Series(range(len(samples)), index=samples.index)

