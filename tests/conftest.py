@@ -63,3 +63,13 @@ def write_mixed_categories(root: Path) -> Path:
 def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny categories of mixed sizes and channels (see :func:`write_mixed_categories`), generated once."""
     return write_mixed_categories(tmp_path_factory.mktemp("mixed"))
+
+
+TRAINING_FIXTURES = {"trained", "comparison"}  # module fixtures that train models once for their tests
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that uses a fixture which trains a model."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

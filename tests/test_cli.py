@@ -52,6 +52,7 @@ def test_model_name_resolves(tmp_path, model_name):
     assert "abnormal_epochs:" in result.stdout
 
 
+@pytest.mark.slow
 def test_train_with_bare_name_trains_tests_and_writes_maps(tmp_path, synthetic_root):
     command = [
         str(ANOMALIB),
@@ -73,6 +74,7 @@ def test_train_with_bare_name_trains_tests_and_writes_maps(tmp_path, synthetic_r
     assert list((tmp_path / "results").rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_train_from_cpu_preset_config(tmp_path, synthetic_root):
     command = [
         str(ANOMALIB),

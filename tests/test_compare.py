@@ -264,6 +264,7 @@ def test_a_folder_of_another_plan_is_refused(comparison: tuple, data_root: Path)
         run_comparison(changed, output)
 
 
+@pytest.mark.slow
 def test_a_plan_that_adds_models_or_seeds_continues_the_folder(data_root: Path, tmp_path: Path) -> None:
     base = {"root": str(data_root), "categories": ["rgb"], "openvino": False, **FAST}
     first = ComparisonPlan(models=["padim"], **base)
@@ -302,6 +303,7 @@ def test_a_dead_cell_process_is_recorded(data_root: Path, tmp_path: Path) -> Non
     assert json.loads(folder.record_file(plan.cells()[0]).read_text())["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_unified_setting_reports_each_category(data_root: Path, tmp_path: Path) -> None:
     plan = ComparisonPlan(
         models=["padim"], root=str(data_root), categories=["rgb", "gray"], unified=True, openvino=False, **FAST

@@ -48,6 +48,7 @@ def changed(changes: dict[str, bool], prefix: str) -> list[bool]:
     return [value for name, value in changes.items() if name.startswith(prefix)]
 
 
+@pytest.mark.slow
 def test_each_stage_trains_exactly_its_parameters(synthetic_root, tmp_path):
     seed_everything(0)
     model = Grad(**SMALL_MODEL, abnormal_epochs=1, normal_epochs=1, visualizer=False)
@@ -93,6 +94,7 @@ def test_optimizer_groups_and_trainer_arguments():
     assert arguments["check_val_every_n_epoch"] == 8
 
 
+@pytest.mark.slow
 def test_checkpoint_reload_gives_identical_outputs(synthetic_root, tmp_path):
     seed_everything(1)
     model = Grad(**SMALL_MODEL, abnormal_epochs=1, normal_epochs=1, visualizer=False)
@@ -112,6 +114,7 @@ def test_checkpoint_reload_gives_identical_outputs(synthetic_root, tmp_path):
     assert torch.equal(model(image).pred_label, reloaded(image).pred_label)
 
 
+@pytest.mark.slow
 def test_seeded_training_is_reproducible(synthetic_root, tmp_path):
     weights = []
     for run in range(2):

@@ -77,6 +77,7 @@ def test_float_image_out_of_range_is_named(tmp_path):
         anomalib_read_image(tmp_path / "hdr.tif")
 
 
+@pytest.mark.slow
 def test_16_bit_images_train_test_and_predict_like_8_bit_ones(tmp_path):
     category = tmp_path / "widget"
     for split in ("train", "test"):
