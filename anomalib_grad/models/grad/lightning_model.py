@@ -53,6 +53,12 @@ from anomalib_grad.models.grad.components.real_anomalies import (
     mask_to_feature_grid,
 )
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
+from anomalib_grad.models.grad.distributed import (
+    allow_unused_parameters,
+    keep_training_shards,
+    score_each_image_once,
+    seed_anomalies_per_rank,
+)
 from anomalib_grad.models.grad.fusion_statistics import FusionStatistics
 from anomalib_grad.models.grad.input_checks import check_finite, check_input_size
 from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
@@ -265,6 +271,25 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             ``"abnormal"`` for the first ``abnormal_epochs`` epochs, then ``"normal"``.
         """
         return "abnormal" if epoch < self.abnormal_epochs else "normal"
+
+    def setup(self, stage: str) -> None:
+        """Under DDP: the reducer skips the parameters a stage leaves unused; each rank draws its own anomalies."""
+        super().setup(stage)
+        if self._trainer is not None:
+            allow_unused_parameters(self._trainer.strategy)
+            seed_anomalies_per_rank(self.model.anomaly_generator, self._trainer.global_rank, self._trainer.world_size)
+
+    def on_train_start(self) -> None:
+        """Under DDP, each rank trains on the same images every epoch (its feature cache stays its own)."""
+        keep_training_shards(self.trainer.train_dataloader)
+
+    def on_validation_start(self) -> None:
+        """Under DDP, score every validation image exactly once (thresholds and normalisation see no repeats)."""
+        score_each_image_once(self.trainer.val_dataloaders)
+
+    def on_test_start(self) -> None:
+        """Under DDP, score every test image exactly once."""
+        score_each_image_once(self.trainer.test_dataloaders)
 
     def on_fit_start(self) -> None:
         """Turn the feature cache off when training images are augmented; find real training anomalies."""
