@@ -28,6 +28,7 @@ def build_parser() -> ArgumentParser:
     compare.add_argument("--config", action=ActionConfigFile, help="YAML file with any of the options below")
     compare.add_class_arguments(ComparisonPlan, nested_key=None, fail_untyped=False)
     compare.add_argument("--output", type=Path, default=Path("results/compare"), help="results folder (resumable)")
+    compare.add_argument("--devices", type=int, default=1, help="cells run at once (one per GPU, or CPU processes)")
     parser = ArgumentParser(prog="anomalib-grad", description="Tools of the anomalib-grad plugin.")
     subcommands = parser.add_subcommands(required=True)
     subcommands.add_subcommand("compare", compare, help="train and test models side by side; report and charts")
@@ -49,7 +50,7 @@ def main(arguments: list[str] | None = None) -> int:
     options = config.compare
     try:
         plan = plan_from_options(options)
-        outputs = run_comparison(plan, Path(options.output))
+        outputs = run_comparison(plan, Path(options.output), devices=options.devices)
     except (ValueError, FileExistsError) as error:
         kind = (
             type(error).__name__

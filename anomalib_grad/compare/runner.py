@@ -22,11 +22,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from queue import Queue
 from typing import Any
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from anomalib_grad.compare.cell import EXAMPLES_FILE, PARENT_PID_VARIABLE
 from anomalib_grad.compare.charts import anomaly_map_grid, bubble_chart, scaling_chart
@@ -39,23 +43,30 @@ from anomalib_grad.compare.report import build_tables, write_report
 LOG_TAIL_LINES = 5
 
 
-def _child_environment() -> dict[str, str]:
+def _child_environment(device_environment: dict[str, str] | None = None) -> dict[str, str]:
     """This interpreter's import path for the cell process, so it imports what the runner imports.
 
     It also names this process, so that the cell exits when it dies
-    (:func:`~anomalib_grad.compare.cell.exit_with_parent`).
+    (:func:`~anomalib_grad.compare.cell.exit_with_parent`), and adds ``device_environment`` (the device slot).
     """
-    environment = dict(os.environ)
+    environment = dict(os.environ) | (device_environment or {})
     environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
     environment[PARENT_PID_VARIABLE] = str(os.getpid())
     return environment
 
 
-def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder, lock: int | None = None) -> dict[str, Any]:
+def run_cell_process(
+    plan_file: Path,
+    cell: Cell,
+    folder: ResultsFolder,
+    lock: int | None = None,
+    device_environment: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run one cell in a new Python process and return its record (a failure record if it wrote none).
 
     The cell inherits the results folder's lock (``lock``, a file descriptor), so the folder stays locked
-    for as long as the cell runs, and exits by itself if this process dies.
+    for as long as the cell runs, and exits by itself if this process dies. ``device_environment`` is added
+    to its environment (which GPU, or how many CPU threads, it may use).
     """
     cell_dir, record_file = folder.cell_dir(cell), folder.record_file(cell)
     cell_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +86,7 @@ def run_cell_process(plan_file: Path, cell: Cell, folder: ResultsFolder, lock: i
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_child_environment(),
+            env=_child_environment(device_environment),
             pass_fds=() if lock is None else (lock,),
             check=False,
         )
@@ -130,12 +141,15 @@ def _summary_line(cell: Cell, record: dict[str, Any], seconds: float) -> str:
     )
 
 
-def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
+def run_comparison(plan: ComparisonPlan, output: Path, devices: int = 1) -> dict[str, Path]:
     """Run (or resume) the comparison and write its report.
 
     Args:
         plan: What to compare.
         output: Results folder (new, or one this plan wrote before).
+        devices: Cells run at once, one per GPU (``CUDA_VISIBLE_DEVICES``) or, on a CPU, side by side on its cores
+            (each with torch's usual thread count, as one cell alone would have, so that it computes the same
+            numbers). Records are those of a sequential run, timings aside: parallel cells share the machine.
 
     Returns:
         The report's files by kind (``md``, ``csv``, ``json``, ``bubble_chart``, ``map_grid``, ``scaling_chart``).
@@ -145,7 +159,9 @@ def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
         ComparisonDataError: For a category that is missing or empty.
         PlanMismatchError: If ``output`` holds another plan's results.
         ResultsFolderInUseError: If another comparison is running in ``output``.
+        ValueError: If ``devices`` is below 1 or more than the machine has.
     """
+    slots = device_slots(devices, plan.accelerator)
     check_model_names([plan.base_model(model) for model in plan.models])
     folder = ResultsFolder(output)
     with folder.lock() as lock:
@@ -165,13 +181,74 @@ def run_comparison(plan: ComparisonPlan, output: Path) -> dict[str, Path]:
         ]
         with Progress(*columns) as progress:
             task = progress.add_task("comparison", total=len(plan.cells()), completed=len(finished), eta="")
-            for index, cell in enumerate(pending):
-                progress.update(task, description=f"{cell.model} / {cell.category} / {cell.fraction:g}")
-                start = time.perf_counter()
-                record = run_cell_process(folder.plan_file, cell, folder, lock)
-                durations.append(time.perf_counter() - start)
-                remaining = (len(pending) - index - 1) * sum(durations) / len(durations)
+            cells = _run_cells(pending, slots, folder, lock, progress, task)
+            for index, (cell, record, seconds) in enumerate(cells):
+                durations.append(seconds)
+                remaining = (len(pending) - index - 1) * sum(durations) / len(durations) / len(slots)
                 progress.update(task, advance=1, eta=f"~{remaining / 60:.0f} min left" if remaining else "")
-                progress.console.print(_summary_line(cell, record, durations[-1]))
+                progress.console.print(_summary_line(cell, record, seconds))
                 write_outputs(plan, folder)
         return write_outputs(plan, folder)
+
+
+def device_slots(devices: int, accelerator: str) -> list[dict[str, str]]:
+    """The environment of each of ``devices`` parallel cell processes.
+
+    Args:
+        devices: Number of cells to run at once.
+        accelerator: The plan's accelerator: on a GPU each slot sees one GPU; on a CPU, the whole machine.
+
+    Returns:
+        One environment mapping per slot (empty where the cell sees the whole machine).
+
+    Raises:
+        ValueError: If ``devices`` is below 1 or more than the GPUs (or CPU cores) present.
+    """
+    if devices < 1:
+        msg = f"--devices must be at least 1, got {devices}."
+        raise ValueError(msg)
+    if devices == 1:
+        return [{}]
+    if accelerator in {"gpu", "cuda"} or (accelerator == "auto" and torch.cuda.is_available()):
+        present = torch.cuda.device_count()
+        if devices > present:
+            msg = f"--devices {devices} but this machine has {present} GPU(s): use at most {present}."
+            raise ValueError(msg)
+        return [{"CUDA_VISIBLE_DEVICES": str(index)} for index in range(devices)]
+    cores = os.cpu_count() or 1
+    if devices > cores:
+        msg = f"--devices {devices} but this machine has {cores} CPU core(s): use at most {cores}."
+        raise ValueError(msg)
+    return [{}] * devices  # CPU cells keep torch's thread count: their numbers equal a sequential run's
+
+
+def _run_cells(
+    cells: list[Cell],
+    slots: list[dict[str, str]],
+    folder: ResultsFolder,
+    lock: int | None,
+    progress: Progress,
+    task: TaskID,
+) -> Iterator[tuple[Cell, dict[str, Any], float]]:
+    """Run ``cells`` on ``slots`` (one at a time per slot) and yield ``(cell, record, seconds)`` as each ends."""
+    free: Queue[dict[str, str]] = Queue()
+    for slot in slots:
+        free.put(slot)
+
+    def run(cell: Cell) -> tuple[Cell, dict[str, Any], float]:
+        slot = free.get()
+        try:
+            start = time.perf_counter()
+            record = run_cell_process(folder.plan_file, cell, folder, lock, slot)
+            return cell, record, time.perf_counter() - start
+        finally:
+            free.put(slot)
+
+    if len(slots) == 1:
+        for cell in cells:
+            progress.update(task, description=f"{cell.model} / {cell.category} / {cell.fraction:g}")
+            yield run(cell)
+        return
+    progress.update(task, description=f"{len(slots)} cells at a time")
+    with ThreadPoolExecutor(max_workers=len(slots)) as pool:
+        yield from (future.result() for future in as_completed([pool.submit(run, cell) for cell in cells]))
