@@ -78,8 +78,7 @@ def test_unified_cpu_config_trains_from_the_cli_and_writes_per_category_metrics(
 
 def test_fast_cpu_preset_differs_from_the_cpu_preset_only_in_its_schedule():
     preset, fast = (
-        yaml.safe_load((REPO / "configs" / name).read_text())
-        for name in ("grad_cpu.yaml", "grad_cpu_fast.yaml", "grad_cpu_fast.yaml")
+        yaml.safe_load((REPO / "configs" / name).read_text()) for name in ("grad_cpu.yaml", "grad_cpu_fast.yaml")
     )
     preset_args, fast_args = preset["model"].pop("init_args"), fast["model"].pop("init_args")
     assert preset == fast

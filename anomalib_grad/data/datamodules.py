@@ -29,11 +29,12 @@ Example:
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from anomalib.data import MVTecAD
 from anomalib.data.datasets.base import AnomalibDataset
-from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
+from anomalib.data.utils import LabelName, Split
 from torchvision.transforms.v2 import Transform
 
 from .anomalies import LabelledAnomaliesMixin
@@ -161,26 +162,15 @@ class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
     Args:
         root (Path | str): Dataset root folder that contains the category folder.
         category (str): Name of the category folder.
-        train_batch_size (int): Training batch size. Defaults to ``32``.
-        eval_batch_size (int): Validation and test batch size. Defaults to ``32``.
-        num_workers (int): Number of dataloader workers. Defaults to ``8``.
-        train_augmentations (Transform | None): Augmentations for training images. Defaults to ``None``.
-        val_augmentations (Transform | None): Augmentations for validation images. Defaults to ``None``.
-        test_augmentations (Transform | None): Augmentations for test images. Defaults to ``None``.
-        augmentations (Transform | None): Augmentations for every split without its own. Defaults to ``None``.
-        test_split_mode (TestSplitMode | str): How to obtain the test set. Defaults to ``TestSplitMode.FROM_DIR``.
-        test_split_ratio (float): Fraction of training images used as normal test images when ``test/good``
-            is absent. Defaults to ``0.2``.
-        val_split_mode (ValSplitMode | str): How to obtain the validation set.
-            Defaults to ``ValSplitMode.SAME_AS_TEST``.
-        val_split_ratio (float): Fraction of images used for validation by splitting modes. Defaults to ``0.5``.
-        seed (int | None): Seed of the random subset splits and of the held-out anomalies. Defaults to ``None``.
         holdout_anomalies_per_type (int): Defective test images per defect type moved from the test set
             into ``anomaly_train_data`` (real anomalies for Grad's stage A; see
             :mod:`anomalib_grad.data.anomalies`). Defaults to ``0``.
         external_anomalies (Path | str | None): Root in MVTec AD layout of extra defective images with
             masks (``<category>/test/<defect>``, ``<category>/ground_truth/<defect>``) for
             ``anomaly_train_data``. Defaults to ``None``.
+        kwargs: Any argument of :class:`anomalib.data.MVTecAD`, with its default: batch sizes (32), workers (8),
+            augmentations, test and validation split modes and ratios, and ``seed`` (of the random splits and
+            of the held-out anomalies).
 
     Example:
         >>> datamodule = MVTecLayout(root="./datasets", category="magnetic_tile")  # doctest: +SKIP
@@ -196,40 +186,14 @@ class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
         self,
         root: Path | str,
         category: str,
-        train_batch_size: int = 32,
-        eval_batch_size: int = 32,
-        num_workers: int = 8,
-        train_augmentations: Transform | None = None,
-        val_augmentations: Transform | None = None,
-        test_augmentations: Transform | None = None,
-        augmentations: Transform | None = None,
-        test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
-        test_split_ratio: float = 0.2,
-        val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
-        val_split_ratio: float = 0.5,
-        seed: int | None = None,
         holdout_anomalies_per_type: int = 0,
         external_anomalies: Path | str | None = None,
+        **kwargs: Any,  # the rest of MVTecAD's arguments (jsonargparse follows them)
     ) -> None:
         if self.CATEGORIES is not None and category not in self.CATEGORIES:
             msg = f"Unknown {type(self).__name__} category '{category}'. Valid: {list(self.CATEGORIES)}."
             raise UnknownCategoryError(msg)
-        super().__init__(
-            root=Path(root).expanduser(),
-            category=category,
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            val_augmentations=val_augmentations,
-            test_augmentations=test_augmentations,
-            augmentations=augmentations,
-            test_split_mode=test_split_mode,
-            test_split_ratio=test_split_ratio,
-            val_split_mode=val_split_mode,
-            val_split_ratio=val_split_ratio,
-            seed=seed,
-        )
+        super().__init__(root=Path(root).expanduser(), category=category, **kwargs)
         self._init_labelled_anomalies(holdout_anomalies_per_type, external_anomalies)
 
     def prepare_data(self) -> None:
@@ -264,15 +228,8 @@ class SyntheticSurfaces(MVTecLayout):
         train_batch_size (int): Training batch size. Defaults to ``16``.
         eval_batch_size (int): Validation and test batch size. Defaults to ``16``.
         num_workers (int): Number of dataloader workers. Defaults to ``0``.
-        train_augmentations (Transform | None): Augmentations for training images. Defaults to ``None``.
-        val_augmentations (Transform | None): Augmentations for validation images. Defaults to ``None``.
-        test_augmentations (Transform | None): Augmentations for test images. Defaults to ``None``.
-        augmentations (Transform | None): Augmentations for every split without its own. Defaults to ``None``.
-        test_split_mode (TestSplitMode | str): How to obtain the test set. Defaults to ``TestSplitMode.FROM_DIR``.
-        test_split_ratio (float): See :class:`MVTecLayout`. Defaults to ``0.2``.
-        val_split_mode (ValSplitMode | str): How to obtain the validation set.
-            Defaults to ``ValSplitMode.SAME_AS_TEST``.
-        val_split_ratio (float): See :class:`MVTecLayout`. Defaults to ``0.5``.
+        kwargs: Any other argument of :class:`MVTecLayout` (augmentations, split modes and ratios, held-out
+            or external anomalies), with its default.
 
     Example:
         >>> datamodule = SyntheticSurfaces(seed=0)
@@ -290,30 +247,16 @@ class SyntheticSurfaces(MVTecLayout):
         train_batch_size: int = 16,
         eval_batch_size: int = 16,
         num_workers: int = 0,
-        train_augmentations: Transform | None = None,
-        val_augmentations: Transform | None = None,
-        test_augmentations: Transform | None = None,
-        augmentations: Transform | None = None,
-        test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
-        test_split_ratio: float = 0.2,
-        val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
-        val_split_ratio: float = 0.5,
+        **kwargs: Any,  # the rest of MVTecLayout's arguments (jsonargparse follows them)
     ) -> None:
         super().__init__(
             root=default_cache_root() if root is None else root,
             category=category,
+            seed=seed,
             train_batch_size=train_batch_size,
             eval_batch_size=eval_batch_size,
             num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            val_augmentations=val_augmentations,
-            test_augmentations=test_augmentations,
-            augmentations=augmentations,
-            test_split_mode=test_split_mode,
-            test_split_ratio=test_split_ratio,
-            val_split_mode=val_split_mode,
-            val_split_ratio=val_split_ratio,
-            seed=seed,
+            **kwargs,
         )
 
     def prepare_data(self) -> None:
