@@ -14,9 +14,9 @@ Set ``ANOMALIB_GRAD_NO_HOOK=1`` to turn the hook off.
 import importlib.abc
 import importlib.machinery
 import importlib.util
-import logging
 import os
 import sys
+import traceback
 from types import ModuleType
 
 TRIGGER = "anomalib.models"
@@ -36,8 +36,12 @@ class _RegisterAfterLoad(importlib.abc.Loader):
         self.loader.exec_module(module)
         try:
             importlib.import_module(PLUGIN)
-        except Exception:  # a broken plugin must not break anomalib itself
-            logging.getLogger(PLUGIN).exception("Could not register GRAD with anomalib.")
+        except Exception as error:  # a broken plugin must not break anomalib itself, but must say so at once
+            problem = "".join(traceback.format_exception_only(error)).strip()
+            sys.stderr.write(
+                f"{PLUGIN}: could not register GRAD with anomalib, so `--model Grad` will be unknown: {problem}\n"
+                f"(import {PLUGIN} in Python for the full traceback; ANOMALIB_GRAD_NO_HOOK=1 turns this hook off)\n"
+            )
 
 
 class _AnomalibModelsFinder(importlib.abc.MetaPathFinder):

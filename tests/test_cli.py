@@ -44,6 +44,23 @@ def test_get_model_finds_grad_in_a_fresh_interpreter(tmp_path):
     assert result.stdout.split()[-2:] == ["anomalib_grad.models.grad.lightning_model", "Grad"]
 
 
+def test_a_plugin_that_fails_to_import_says_so_on_stderr(tmp_path):
+    # The hook is installed by the .pth file at startup; here it is installed by hand with a plugin
+    # name that cannot be imported, so the failure path runs in a fresh interpreter.
+    code = (
+        "import os, _anomalib_grad_hook as hook; os.environ.pop('ANOMALIB_GRAD_NO_HOOK'); "
+        "hook.PLUGIN = 'no_such_plugin'; hook.install(); import anomalib.models; print('anomalib still imports')"
+    )
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore", "ANOMALIB_GRAD_NO_HOOK": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=environment
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "anomalib still imports"
+    assert "no_such_plugin: could not register GRAD with anomalib" in result.stderr
+    assert "No module named 'no_such_plugin'" in result.stderr
+
+
 @pytest.mark.parametrize("model_name", ["Grad", "anomalib_grad.Grad"])
 def test_model_name_resolves(tmp_path, model_name):
     result = run([str(ANOMALIB), "train", "--model", model_name, "--print_config"], tmp_path)
