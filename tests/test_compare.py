@@ -346,7 +346,8 @@ def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPat
     options = build_parser().parse_args(["compare", "--config", "configs/compare/cpu_real.yaml"]).compare
     plan = plan_from_options(options)
     assert plan.models == ["grad", "patchcore", "padim"]
-    assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.01}
+    assert plan.model_init_args("patchcore", "bottle") == {"coreset_sampling_ratio": 0.01}
+    assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.001}
     assert len(plan.cells()) == 3 * 2 * 3  # models × categories × seeds
     assert str(options.output) == "results/compare/cpu_real"
 
