@@ -1,6 +1,9 @@
 """Peak memory while a block runs: this process and its children (data-loader workers), and the GPU's.
 
-Host memory is sampled; on a CUDA device the peak that torch's allocator reached is read as well.
+Host memory is sampled as the proportional set size (PSS) summed over the process tree: a page that the
+forked data-loader workers share with their parent counts once in the sum, not once per process as the
+resident set size (RSS) would. Where the system reports no PSS (macOS, Windows) the unique set size (USS)
+is used. On a CUDA device the peak that torch's allocator reached is read as well.
 
 Example:
     >>> with PeakMemory() as memory:
@@ -20,19 +23,30 @@ import torch
 MEGABYTE = 1024 * 1024
 
 
-def process_tree_rss(process: psutil.Process) -> int:
-    """Resident memory of a process and all its descendants, in bytes (vanished children count 0)."""
-    total = process.memory_info().rss
+def process_memory(process: psutil.Process) -> int:
+    """Proportional set size of one process in bytes (its unique set size where the system has no PSS)."""
+    info = process.memory_full_info()
+    return getattr(info, "pss", info.uss)
+
+
+def process_tree_memory(process: psutil.Process) -> int:
+    """Memory of a process and all its descendants, in bytes: PSS summed (vanished children count 0).
+
+    Example:
+        >>> process_tree_memory(psutil.Process()) > 0
+        True
+    """
+    total = process_memory(process)
     for child in process.children(recursive=True):
         try:
-            total += child.memory_info().rss
+            total += process_memory(child)
         except psutil.Error:
             continue
     return total
 
 
 class PeakMemory:
-    """Context manager sampling the resident memory of this process tree; ``peak_mb`` is the largest sample.
+    """Context manager sampling the memory (PSS) of this process tree; ``peak_mb`` is the largest sample.
 
     Args:
         interval: Seconds between samples. Defaults to ``0.02``.
@@ -51,19 +65,19 @@ class PeakMemory:
 
     @property
     def peak_mb(self) -> float:
-        """Peak resident memory in MiB."""
+        """Peak memory of the process tree (PSS summed) in MiB."""
         return self.peak_bytes / MEGABYTE
 
     def _sample(self) -> None:
         while True:
-            self.peak_bytes = max(self.peak_bytes, process_tree_rss(self._process))
+            self.peak_bytes = max(self.peak_bytes, process_tree_memory(self._process))
             if self._stop.wait(self.interval):
                 return
 
     def __enter__(self) -> "PeakMemory":
         if self.device is not None:
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.peak_bytes = process_tree_rss(self._process)
+        self.peak_bytes = process_tree_memory(self._process)
         self._thread.start()
         return self
 
@@ -75,6 +89,6 @@ class PeakMemory:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, process_tree_rss(self._process))
+        self.peak_bytes = max(self.peak_bytes, process_tree_memory(self._process))
         if self.device is not None:
             self.peak_gpu_mb = torch.cuda.max_memory_allocated(self.device) / MEGABYTE

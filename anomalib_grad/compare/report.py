@@ -252,8 +252,9 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
         f"{setting}; image size {plan.image_size[0]}×{plan.image_size[1]}; seeds {plan.seeds} (metrics: mean ± std "
         f"over seeds); {done} of {len(plan.cells())} cells finished. fusion_weight / abnormal_contribution: Grad's "
         "fusion weight and ‖w·x̂_a‖ / ‖x̂_n‖ on the validation images (how much the abnormal grid changes the "
-        "reconstruction). Costs: train/test s are wall times; peak MB is the resident memory of the process and its "
-        f"data-loader workers{gpu_memory}; model MB is the state dict; img/s at batch {plan.throughput_batch_size} "
+        "reconstruction). Costs: train/test s are wall times; peak MB is the memory of the process and its "
+        f"data-loader workers (PSS summed: shared pages count once){gpu_memory}; model MB is the state dict; "
+        f"img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
         "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
         markdown_table(tables["summary"], _shown(SUMMARY_COLUMNS, tables["summary"])),
