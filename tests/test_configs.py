@@ -1,4 +1,7 @@
-"""Every config in configs/ parses with the anomalib CLI; the unified ones build their datamodule."""
+"""Every config in configs/ parses with the anomalib CLI; the unified ones build their datamodule.
+
+configs/model/ and configs/data/ combine with repeated --config into the self-contained presets.
+"""
 
 import warnings
 from pathlib import Path
@@ -13,6 +16,7 @@ from tests.test_cli import ANOMALIB, SMALL_ARGS, run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+SPLIT_CONFIGS = sorted((REPO / "configs").glob("model/*.yaml")) + sorted((REPO / "configs").glob("data/*.yaml"))
 
 
 def test_all_configs_are_listed():
@@ -85,3 +89,82 @@ def test_fast_cpu_preset_differs_from_the_cpu_preset_only_in_its_schedule():
     assert preset_args.pop("abnormal_epochs") + preset_args.pop("normal_epochs") == 50  # the paper's schedule
     assert (fast_args.pop("abnormal_epochs"), fast_args.pop("normal_epochs")) == (4, 16)
     assert preset_args == fast_args
+
+
+def test_split_configs_are_listed_and_each_says_how_to_combine_them():
+    assert {str(path.relative_to(REPO / "configs")) for path in SPLIT_CONFIGS} == {
+        "model/grad_cpu.yaml",
+        "model/grad_cpu_fast.yaml",
+        "model/grad_paper.yaml",
+        "data/synthetic.yaml",
+        "data/shared_bottle.yaml",
+        "data/shared_magnetic_tile.yaml",
+        "data/mvtec.yaml",
+    }
+    for path in SPLIT_CONFIGS:
+        text = path.read_text()
+        assert text.startswith("#"), path
+        own = str(path.relative_to(REPO))
+        assert any(
+            own in line and line.count("--config configs/") == 2
+            for line in text.splitlines()
+            if "anomalib train" in line
+        ), f"{own}: no 'anomalib train --config configs/model/... --config configs/data/...' comment"
+        sections = set(yaml.safe_load(text))
+        if path.parent.name == "data":
+            assert sections == {"data"}, path
+        else:
+            assert "data" not in sections and {"model", "trainer", "seed_everything"} <= sections, path
+
+
+def print_config(*configs: Path, cwd: Path) -> dict:
+    """``anomalib train --config C1 --config C2 ... --print_config`` through the console script, parsed."""
+    command = [str(ANOMALIB), "train"]
+    for config in configs:
+        command += ["--config", str(config)]
+    result = run([*command, "--print_config"], cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return yaml.safe_load(result.stdout)
+
+
+def print_config_in_process(config: Path, capsys) -> dict:
+    warnings.filterwarnings("ignore")
+    with pytest.raises(SystemExit) as exit_info:
+        AnomalibCLI(args=["train", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "preset"),
+    [
+        ("grad_cpu", "shared_bottle", "grad_cpu"),
+        ("grad_cpu_fast", "shared_magnetic_tile", "grad_cpu_fast"),
+        ("grad_paper", "mvtec", "grad"),
+    ],
+)
+def test_model_and_data_files_combine_with_repeated_config(model, data, preset, tmp_path, capsys):
+    printed = print_config(
+        REPO / "configs" / "model" / f"{model}.yaml", REPO / "configs" / "data" / f"{data}.yaml", cwd=tmp_path
+    )
+    expected = print_config_in_process(REPO / "configs" / f"{preset}.yaml", capsys)
+    assert printed["model"] == expected["model"]
+    for section in ("seed_everything", "trainer", "default_root_dir"):  # these live in the model file
+        assert printed[section] == expected[section], section
+    data_file = yaml.safe_load((REPO / "configs" / "data" / f"{data}.yaml").read_text())["data"]
+    assert printed["data"]["class_path"] in {data_file["class_path"], f"anomalib.data.{data_file['class_path']}"}
+    for key, value in data_file["init_args"].items():  # a root typed Path prints normalised ("./a" as "a")
+        assert printed["data"]["init_args"][key] == (str(Path(value)) if key == "root" else value), key
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "preset"), [("grad_cpu", "synthetic", "grad_cpu"), ("grad_paper", "mvtec", "grad")]
+)
+def test_model_and_data_files_print_the_same_config_as_the_self_contained_preset(model, data, preset, tmp_path):
+    printed = print_config(
+        REPO / "configs" / "model" / f"{model}.yaml", REPO / "configs" / "data" / f"{data}.yaml", cwd=tmp_path
+    )
+    expected = print_config(REPO / "configs" / f"{preset}.yaml", cwd=tmp_path)
+    assert printed["model"] == expected["model"]
+    assert printed["data"] == expected["data"]
+    assert printed == expected  # trainer, seed and run folder too
