@@ -1,6 +1,6 @@
 """Grad under Lightning's DDP: unused parameters per stage, and every evaluation image scored exactly once.
 
-Two things differ from a single process:
+Four things differ from a single process:
 
 - Each stage trains only its own parts, so DDP's reducer must be told that some parameters get no
   gradient (:func:`allow_unused_parameters`); Lightning calls the model's ``setup`` hook before it wraps
@@ -19,9 +19,6 @@ Two things differ from a single process:
 
 Example:
     >>> from torch.utils.data import DataLoader, DistributedSampler
-
-from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
-from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureNoise
     >>> loader = DataLoader(list(range(5)), batch_size=2, sampler=DistributedSampler(list(range(5)), 2, 1, False))
     >>> len(list(loader.batch_sampler.sampler))  # padded: image 0 is scored twice over both ranks
     3
