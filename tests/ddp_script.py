@@ -1,10 +1,12 @@
 """Run by tests/test_distributed.py in its own processes: ``python ddp_script.py fit|test DEVICES DATA CKPT OUT``.
 
 Lightning's DDP launcher starts this script once more per extra rank. ``fit`` trains a tiny Grad and records,
-per rank, which training images it saw and how many features it cached; ``test`` tests ``CKPT`` and records,
+per rank, which training images it saw, how many features it cached, each epoch's stage and a digest of each
+trainable part before training and after each epoch; ``test`` tests ``CKPT`` and records,
 per rank, each test image's score, and the metrics on rank 0. Records go to ``OUT.<rank>.json``.
 """
 
+import hashlib
 import json
 import sys
 import warnings
@@ -25,6 +27,26 @@ class RecordingGrad(Grad):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.record: dict = {"train_images": [], "cached": 0, "scores": {}, "fbp_seed": None}
+        self.record |= {"stages": [], "digests": []}  # per epoch; digests: before training, then after each epoch
+
+    def part_digests(self) -> dict[str, dict[str, str]]:
+        """Digests of each trainable part's parameters, and of its parameters and buffers (batch-norm statistics)."""
+
+        def digest(tensors) -> str:
+            return hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in tensors)).hexdigest()
+
+        parts = {name: getattr(self.model, name) for name in self.model.trained_parts()}
+        return {
+            "parameters": {name: digest(part.parameters()) for name, part in parts.items()},
+            "state": {name: digest(part.state_dict().values()) for name, part in parts.items()},
+        }
+
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.record["digests"].append(self.part_digests())
+
+    def on_train_epoch_start(self) -> None:
+        self.record["stages"].append(self.stage_at(self.current_epoch))
 
     def training_step(self, batch, *args, **kwargs):
         self.record["train_images"] += list(batch.image_path)
@@ -35,6 +57,7 @@ class RecordingGrad(Grad):
 
     def on_train_epoch_end(self) -> None:
         self.record["cached"] = max(self.record["cached"], len(self.feature_cache))
+        self.record["digests"].append(self.part_digests())
 
     def on_test_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for path, score in zip(outputs.image_path, outputs.pred_score.flatten().tolist(), strict=True):

@@ -71,6 +71,17 @@ def test_two_processes_train_their_shards_and_test_like_one(synthetic_root, tmp_
     assert sorted(shards[0] | shards[1]) == train_images  # ... and together they cover the training set
     assert [rank["cached"] for rank in ranks] == [len(shard) for shard in shards]  # a cache per rank, its images
     assert ranks[0]["fbp_seed"] != ranks[1]["fbp_seed"]
+    assert [rank["stages"] for rank in ranks] == [["abnormal", "normal"]] * 2  # stages switch at the same epoch
+    parameters = [[epoch["parameters"] for epoch in rank["digests"]] for rank in ranks]
+    assert parameters[0] == parameters[1]  # the replicas' parameters stay equal after every epoch
+    # Batch-norm statistics are each rank's own until DDP broadcasts rank 0's at the next forward; in the end
+    # (what the checkpoint holds) every part is equal on both ranks.
+    assert ranks[0]["digests"][-1]["state"] == ranks[1]["digests"][-1]["state"]
+    before, after_a, after_b = (epoch["state"] for epoch in ranks[0]["digests"])
+    trained_in_a = {part for part in before if before[part] != after_a[part]}
+    trained_in_b = {part for part in before if after_a[part] != after_b[part]}
+    assert trained_in_a == {"coordinate_mapper", "abnormal_grid", "abnormal_branch"}  # the paper's stage A
+    assert trained_in_b == {"coordinate_mapper", "normal_grid", "normal_branch", "fusion"}  # and stage B
     again = run_script("fit", 2, synthetic_root, tmp_path / "again.ckpt", tmp_path / "again")
     assert [rank["fbp_seed"] for rank in again] == [rank["fbp_seed"] for rank in ranks]  # seeded: reproducible
 
