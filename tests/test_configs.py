@@ -31,13 +31,18 @@ def test_all_configs_are_listed():
     }
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
-def test_config_parses_with_the_anomalib_cli(config, capsys):
+def print_config_in_process(config: Path, capsys) -> dict:
+    """``anomalib train --config CONFIG --print_config`` in this process, parsed."""
     warnings.filterwarnings("ignore")
     with pytest.raises(SystemExit) as exit_info:
         AnomalibCLI(args=["train", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_config_parses_with_the_anomalib_cli(config, capsys):
+    printed = print_config_in_process(config, capsys)
     assert printed["model"]["class_path"] == "anomalib_grad.Grad"
     if config.stem.startswith("grad_unified"):
         assert printed["data"]["class_path"] == "anomalib_grad.data.MultiCategory"
@@ -125,14 +130,6 @@ def print_config(*configs: Path, cwd: Path) -> dict:
     result = run([*command, "--print_config"], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return yaml.safe_load(result.stdout)
-
-
-def print_config_in_process(config: Path, capsys) -> dict:
-    warnings.filterwarnings("ignore")
-    with pytest.raises(SystemExit) as exit_info:
-        AnomalibCLI(args=["train", "--config", str(config), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    return yaml.safe_load(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize(
