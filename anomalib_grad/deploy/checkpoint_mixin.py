@@ -39,6 +39,7 @@ from anomalib_grad.deploy.checkpoint import (
 logger = logging.getLogger(__name__)
 
 IGNORED_SETTINGS = frozenset({"pre_trained"})  # the weights come from the checkpoint either way
+LEGACY_BLUR_KEY = "feature_block_paste.blur.kernel"  # saved by versions up to 0.1.0, now a fixed 3×3 kernel
 
 
 @cache
@@ -146,6 +147,7 @@ class GradCheckpointMixin:
         check_grad_checkpoint(checkpoint, source)
         self.adopt_settings(checkpoint.get("hyper_parameters") or {}, source)
         super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
+        checkpoint.get("state_dict", {}).pop(LEGACY_BLUR_KEY, None)
         # anomalib's datamodule copied the model's resize into its datasets when it was set up, before this
         # checkpoint was loaded; let it copy the checkpoint's.
         update_augmentations = getattr(getattr(trainer, "datamodule", None), "_update_augmentations", None)

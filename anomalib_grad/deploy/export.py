@@ -115,10 +115,13 @@ class GradExportMixin:
     ) -> Path:
         """Export to OpenVINO IR, optionally compressed (FP16, INT8 weights, INT8 post-training quantisation).
 
+        ``export_root`` (the model goes to ``<export_root>/weights/openvino``), ``model_file_name`` and
+        ``input_size`` are as for :meth:`to_onnx`.
+
         Args:
-            export_root: Folder; the model goes to ``<export_root>/weights/openvino``.
+            export_root: Folder.
             model_file_name: File name without suffix.
-            input_size: Fixed image size ``(H, W)``; ``None`` accepts any size (resized inside the graph).
+            input_size: Fixed image size, or ``None``.
             compression_type: ``FP16``, ``INT8``, ``INT8_PTQ`` or ``INT8_ACQ``; ``None`` keeps FP32.
             datamodule: Data for ``INT8_PTQ`` (training images calibrate) and ``INT8_ACQ``.
             metric: Metric for ``INT8_ACQ``.

@@ -1,9 +1,10 @@
 """Grad under Lightning's DDP: unused parameters per stage, and every evaluation image scored exactly once.
 
-Four things differ from a single process:
+Four things differ from a single process; :class:`DistributedGrad`, a callback of every
+:class:`~anomalib_grad.Grad` (its ``configure_callbacks``), takes care of them:
 
 - Each stage trains only its own parts, so DDP's reducer must be told that some parameters get no
-  gradient (:func:`allow_unused_parameters`); Lightning calls the model's ``setup`` hook before it wraps
+  gradient (:func:`allow_unused_parameters`); Lightning calls the ``setup`` hooks before it wraps
   the model, so ``--trainer.strategy ddp`` works as it is.
 - Every rank would draw the same FBP blocks (``seed_everything`` seeds all ranks alike):
   :func:`seed_anomalies_per_rank` gives rank ``r`` the stream of seed ``base + r``, where ``base`` is
@@ -30,12 +31,38 @@ Example:
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 from torch.utils.data import DataLoader, DistributedSampler
 
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureNoise
+
+
+class DistributedGrad(Callback):
+    """Run Grad under DDP as in one process (see the module docstring); on one process it changes nothing."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """The reducer skips the parameters a stage leaves unused; each rank draws its own anomalies."""
+        del stage
+        allow_unused_parameters(trainer.strategy)
+        seed_anomalies_per_rank(pl_module.model.anomaly_generator, trainer.global_rank, trainer.world_size)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Each rank trains on the same images every epoch (its feature cache stays its own)."""
+        del pl_module
+        keep_training_shards(trainer.train_dataloader)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Score every validation image exactly once (thresholds and normalisation see no repeats)."""
+        del pl_module
+        score_each_image_once(trainer.val_dataloaders)
+
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Score every test image exactly once."""
+        del pl_module
+        score_each_image_once(trainer.test_dataloaders)
 
 
 def allow_unused_parameters(strategy: Strategy | None) -> None:

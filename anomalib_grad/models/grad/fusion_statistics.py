@@ -2,7 +2,8 @@
 
 :class:`FusionStatistics` hooks the model's fusion during a validation epoch and averages, per
 image, ``‖abnormal term‖ / ‖normal term‖`` (``‖w·x̂_a‖ / ‖x̂_n‖`` for the learned weight, norms
-over C·H·W). A ratio near zero means the abnormal path changes almost nothing at inference.
+over C·H·W). A ratio near zero means the abnormal path changes almost nothing at inference. As a
+callback of :class:`~anomalib_grad.Grad` it does so every validation epoch and logs both numbers.
 
 Example:
     >>> import torch
@@ -17,20 +18,37 @@ Example:
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_grad.models.grad.components.fusion import GridFusion
 
 
-class FusionStatistics:
+class FusionStatistics(Callback):
     """Running mean of the abnormal-to-normal norm ratio of a fusion's terms, and its weight."""
 
     def __init__(self) -> None:
         self.ratio_sum = 0.0
         self.count = 0
         self.weight = math.nan
+        self._hooks = ExitStack()
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Watch the model's fusion (if it has one) during the validation epoch."""
+        del trainer
+        if pl_module.model.fusion is not None:
+            self._hooks.enter_context(self.watching(pl_module.model.fusion))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Log ``fusion_weight`` and ``abnormal_contribution`` of the epoch."""
+        del trainer
+        self._hooks.close()
+        if pl_module.model.fusion is not None:
+            for name, value in self.result().items():
+                if not math.isnan(value):
+                    pl_module.log(name, value, batch_size=1)
 
     @contextmanager
     def watching(self, fusion: GridFusion) -> Iterator["FusionStatistics"]:

@@ -25,9 +25,7 @@ Paper:
 """
 
 import logging
-import math
 from collections.abc import Sequence
-from contextlib import ExitStack
 from typing import Any, Literal
 
 import torch
@@ -38,6 +36,7 @@ from anomalib.models import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
 from torch.optim import AdamW
 from torch.optim.lr_scheduler import StepLR
@@ -47,18 +46,14 @@ from anomalib_grad.deploy.export import GradExportMixin
 from anomalib_grad.deploy.pre_processor import ExactPreProcessor
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.components.feature_cache import FeatureCache
+from anomalib_grad.models.grad.components.fusion import GridFusion
 from anomalib_grad.models.grad.components.real_anomalies import (
     RealAnomalyStream,
     anomalous_rows_with_masks,
     mask_to_feature_grid,
 )
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
-from anomalib_grad.models.grad.distributed import (
-    allow_unused_parameters,
-    keep_training_shards,
-    score_each_image_once,
-    seed_anomalies_per_rank,
-)
+from anomalib_grad.models.grad.distributed import DistributedGrad
 from anomalib_grad.models.grad.fusion_statistics import FusionStatistics
 from anomalib_grad.models.grad.input_checks import check_finite, check_input_size
 from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
@@ -66,8 +61,6 @@ from anomalib_grad.models.grad.settings import check_abnormal_settings, check_st
 from anomalib_grad.models.grad.torch_model import AnomalySynthesis, GradModel, Stage
 
 logger = logging.getLogger(__name__)
-
-LEGACY_BLUR_KEY = "feature_block_paste.blur.kernel"  # saved by versions up to 0.1.0, now a fixed 3×3 kernel
 
 
 class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
@@ -216,9 +209,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             global_grid_size=global_grid_size,
             branch_depth=branch_depth,
             branch_width=branch_width,
-            fusion=fusion,
-            fusion_weight=fusion_weight,
-            fusion_blend=fusion_blend,
+            fusion=GridFusion(fusion, fusion_weight, fusion_blend) if abnormal_grid else None,
             anomaly_synthesis=anomaly_synthesis,
             feature_block_paste=feature_block_paste,
             noise_std=noise_std,
@@ -234,7 +225,6 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         self.learn_from_real_anomalies = learn_from_real_anomalies
         self.real_anomalies: RealAnomalyStream | None = None
         self.fusion_statistics = FusionStatistics()
-        self._validation_hooks = ExitStack()
         self.abnormal_epochs = abnormal_epochs
         self.normal_epochs = normal_epochs
         self.grid_lr = grid_lr
@@ -256,11 +246,6 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         """
         return ExactPreProcessor(transform=super().configure_pre_processor(image_size).transform)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Read checkpoints of earlier versions too (their FBP blur kernel was saved; it is rebuilt now)."""
-        super().on_load_checkpoint(checkpoint)
-        checkpoint.get("state_dict", {}).pop(LEGACY_BLUR_KEY, None)
-
     def stage_at(self, epoch: int) -> Stage:
         """Tell which stage an epoch belongs to.
 
@@ -272,24 +257,13 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         """
         return "abnormal" if epoch < self.abnormal_epochs else "normal"
 
-    def setup(self, stage: str) -> None:
-        """Under DDP: the reducer skips the parameters a stage leaves unused; each rank draws its own anomalies."""
-        super().setup(stage)
-        if self._trainer is not None:
-            allow_unused_parameters(self._trainer.strategy)
-            seed_anomalies_per_rank(self.model.anomaly_generator, self._trainer.global_rank, self._trainer.world_size)
+    def configure_callbacks(self) -> list[Callback]:
+        """Add DDP handling and the fusion statistics (logged every validation epoch) to the inherited callbacks.
 
-    def on_train_start(self) -> None:
-        """Under DDP, each rank trains on the same images every epoch (its feature cache stays its own)."""
-        keep_training_shards(self.trainer.train_dataloader)
-
-    def on_validation_start(self) -> None:
-        """Under DDP, score every validation image exactly once (thresholds and normalisation see no repeats)."""
-        score_each_image_once(self.trainer.val_dataloaders)
-
-    def on_test_start(self) -> None:
-        """Under DDP, score every test image exactly once."""
-        score_each_image_once(self.trainer.test_dataloaders)
+        Returns:
+            The callbacks Lightning adds to the trainer's own.
+        """
+        return [*super().configure_callbacks(), DistributedGrad(), self.fusion_statistics]
 
     def on_fit_start(self) -> None:
         """Turn the feature cache off when training images are augmented; find real training anomalies."""
@@ -371,19 +345,6 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             parts.append((real_features, mask_to_feature_grid(masks, size)))
         return torch.cat([part[0] for part in parts]), torch.cat([part[1].to(features.dtype) for part in parts])
 
-    def on_validation_epoch_start(self) -> None:
-        """Measure the abnormal path's contribution to the reconstruction over the validation set."""
-        if self.model.fusion is not None:
-            self._validation_hooks.enter_context(self.fusion_statistics.watching(self.model.fusion))
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the fusion weight and the abnormal-to-normal contribution ratio."""
-        self._validation_hooks.close()
-        if self.model.fusion is not None:
-            for name, value in self.fusion_statistics.result().items():
-                if not math.isnan(value):
-                    self.log(name, value, batch_size=1)
-
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Predict a validation batch so anomalib can fit thresholds and normalisation.
 
@@ -399,34 +360,9 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         check_finite(batch.image, batch.image_path)
         return batch.update(**self.model(batch.image)._asdict())
 
-    def test_step(self, batch: Batch, batch_idx: int, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Predict a test batch (see :meth:`validation_step`).
-
-        Args:
-            batch: Test batch.
-            batch_idx: Unused.
-            args: Unused.
-            kwargs: Unused.
-
-        Returns:
-            The batch with predictions.
-        """
-        del batch_idx
-        return self.validation_step(batch, *args, **kwargs)
-
-    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        """Predict a batch (see :meth:`validation_step`).
-
-        Args:
-            batch: Batch to predict.
-            batch_idx: Unused.
-            dataloader_idx: Unused.
-
-        Returns:
-            The batch with predictions.
-        """
-        del batch_idx, dataloader_idx
-        return self.validation_step(batch)
+    # Test and prediction score like validation (anomalib's defaults skip the finiteness check).
+    test_step = validation_step
+    predict_step = validation_step
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW over the model's parameter groups (grids at ``grid_lr``, the rest at ``lr``), and StepLR.

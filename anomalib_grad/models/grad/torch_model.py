@@ -75,15 +75,14 @@ class GradModel(nn.Module):
         global_grid_size: Global grid side Rg. Defaults to ``4``.
         branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
         branch_width: Channels inside the branches; ``None`` keeps 2C (paper). Defaults to ``64``.
-        fusion: ``"learned"`` weight (official code) or ``"convex"`` blend (paper).
-        fusion_weight: Start value of the learned fusion weight. Defaults to ``-0.2``.
-        fusion_blend: λ of the convex blend. Defaults to ``0.9``.
+        fusion: How the two reconstructions are fused; ``None`` is the official code's learned weight
+            starting at −0.2 (``GridFusion()``). Unused without the abnormal grid.
         anomaly_synthesis: Stage A's synthetic anomalies: ``"fbp"`` (Feature Block Paste),
             ``"gaussian_noise"`` (SimpleNet's noise, on FBP's block shapes) or ``"none"`` (real
             defects only). Defaults to ``"fbp"``.
         feature_block_paste: The FBP module (block shapes of both synthesisers); ``None`` builds one
             with default settings.
-        noise_std: σ of the Gaussian feature noise. Defaults to ``1.0``.
+        noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
         refinement: The similarity refinement; ``None`` uses the paper's constants.
         coordinate_noise_std: σ of training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
@@ -105,12 +104,10 @@ class GradModel(nn.Module):
         global_grid_size: int = 4,
         branch_depth: int = 2,
         branch_width: int | None = 64,
-        fusion: Literal["learned", "convex"] = "learned",
-        fusion_weight: float = -0.2,
-        fusion_blend: float = 0.9,
+        fusion: GridFusion | None = None,
         anomaly_synthesis: AnomalySynthesis = "fbp",
         feature_block_paste: FeatureBlockPaste | None = None,
-        noise_std: float = 1.0,
+        noise_std: float = 8.0,
         refinement: SimilarityRefinement | None = None,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
@@ -138,7 +135,7 @@ class GradModel(nn.Module):
         self.normal_branch = FusionBranch(channels, branch_depth, branch_width)
         if abnormal_grid:
             self.abnormal_branch = FusionBranch(channels, branch_depth, branch_width, normalize_input=True)
-            self.fusion = GridFusion(fusion, fusion_weight, fusion_blend)
+            self.fusion = fusion or GridFusion()
             blocks = feature_block_paste or FeatureBlockPaste()
             blocks.check_fits(self.feature_size)
             if anomaly_synthesis == "fbp":
