@@ -25,6 +25,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_average_
 from anomalib_grad import Grad
 from anomalib_grad.data import MVTecLayout
 from anomalib_grad.models.grad.anomaly_map import separable_box_filter
+from anomalib_grad.writers import markdown_table
 
 
 class RawMaps(Callback):
@@ -129,12 +130,7 @@ def evaluate(data: dict[str, torch.Tensor], smoothings: list[str], scores: list[
 
 def print_table(rows: list[dict]) -> None:
     """Print result rows as a Markdown table (text columns as they are, numbers to 4 decimals)."""
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        cells = [f"{row[key]:.4f}" if isinstance(row[key], float) else str(row[key]) for key in keys]
-        print("| " + " | ".join(cells) + " |")
+    print(markdown_table(rows, list(rows[0])))
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ from anomalib_grad.callbacks import PerCategoryMetrics
 from anomalib_grad.callbacks.per_category_metrics import METRIC_NAMES, mean_row
 from anomalib_grad.data import MultiCategory, MVTecLayout, generate_synthetic_surfaces
 from anomalib_grad.data.validation import list_images
+from anomalib_grad.writers import markdown_table
 
 SMOKE_GRAD = {
     "pre_trained": False,
@@ -211,13 +212,8 @@ def run_all(
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Format rows as a Markdown table (NaN where a metric is undefined)."""
-    header = ["setting", "model", "category", *METRIC_NAMES, "train s", "test s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        metrics = [f"{row[name]:.4f}" for name in METRIC_NAMES]
-        times = [f"{row['fit_s']:.0f}", f"{row['test_s']:.0f}"]
-        lines.append("| " + " | ".join([row["setting"], row["model"], row["category"], *metrics, *times]) + " |")
-    return "\n".join(lines)
+    shown = [{**row, "train s": f"{row['fit_s']:.0f}", "test s": f"{row['test_s']:.0f}"} for row in rows]
+    return markdown_table(shown, ["setting", "model", "category", *METRIC_NAMES, "train s", "test s"])
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from anomalib_grad.compare import (
 )
 from anomalib_grad.compare.cli import build_parser, main, plan_from_options
 from anomalib_grad.compare.data import check_categories, prepare_datamodule
-from anomalib_grad.compare.records import ResultsFolder, write_json_atomic
+from anomalib_grad.compare.records import ResultsFolder
 from anomalib_grad.compare.runner import load_examples, run_cell_process
 from anomalib_grad.data import generate_synthetic_surfaces
 
@@ -350,15 +350,6 @@ def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPat
     assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.001}
     assert len(plan.cells()) == 3 * 2 * 3  # models × categories × seeds
     assert str(options.output) == "results/compare/cpu_real"
-
-
-def test_atomic_json_write_replaces_the_file_and_keeps_it_readable(tmp_path: Path) -> None:
-    path = tmp_path / "record.json"
-    write_json_atomic(path, {"auroc": float("nan")})
-    write_json_atomic(path, {"auroc": 0.5})
-    assert json.loads(path.read_text()) == {"auroc": 0.5}
-    assert path.stat().st_mode & 0o777 == 0o644
-    assert [file.name for file in tmp_path.iterdir()] == ["record.json"]  # no temporary left behind
 
 
 def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.MonkeyPatch) -> None:

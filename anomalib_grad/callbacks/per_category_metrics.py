@@ -32,8 +32,6 @@ Example:
             - class_path: anomalib_grad.callbacks.PerCategoryMetrics
 """
 
-import csv
-import json
 import logging
 import math
 from pathlib import Path
@@ -44,7 +42,10 @@ import torch
 from anomalib.data import Batch
 from anomalib.metrics import AUPR, AUPRO, AUROC, F1Max
 from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import distributed
 from torchmetrics import Metric
+
+from anomalib_grad.writers import markdown_table, write_csv_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,13 @@ MEAN_ROW = "mean"
 
 
 def _new_metrics() -> dict[str, Metric]:
-    """Fresh image and pixel metrics of one category (non-strict: a missing field gives no value)."""
+    """Fresh image and pixel metrics of one category (non-strict: a missing field gives no value).
+
+    They compute on the predictions they are given: under DDP the callback gathers every rank's
+    predictions first, so the metrics must not synchronise again (AUPRO takes no ``sync_on_compute``).
+    """
     image, pixel = list(IMAGE_FIELDS), list(PIXEL_FIELDS)
-    return {
+    metrics: dict[str, Metric] = {
         "image_AUROC": AUROC(fields=image, prefix="image_", strict=False),
         "image_AUPR": AUPR(fields=image, prefix="image_", strict=False),
         "image_F1Max": F1Max(fields=image, prefix="image_", strict=False),
@@ -66,11 +71,33 @@ def _new_metrics() -> dict[str, Metric]:
         "pixel_AUPR": AUPR(fields=pixel, prefix="pixel_", strict=False),
         "pixel_AUPRO": AUPRO(fields=pixel, prefix="pixel_", strict=False),
     }
+    for part in (part for metric in metrics.values() for part in metric.modules() if isinstance(part, Metric)):
+        part.sync_on_compute = part._to_sync = False  # torchmetrics copies the flag at init; F1Max nests a metric
+    return metrics
 
 
 def _value(metric: Metric) -> float:
     value = metric.compute()
     return math.nan if value is None else float(value)
+
+
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` of the default process group, ``(0, 1)`` outside distributed runs."""
+    if distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank(), distributed.get_world_size()
+    return 0, 1
+
+
+def _merge(parts: list[SimpleNamespace]) -> SimpleNamespace:
+    """One category's predictions, concatenated (a field is ``None`` if any part lacks it)."""
+    return SimpleNamespace(
+        **{
+            field: None
+            if any(getattr(part, field) is None for part in parts)
+            else torch.cat([getattr(part, field) for part in parts])
+            for field in (*IMAGE_FIELDS, *PIXEL_FIELDS)
+        },
+    )
 
 
 class PerCategoryMetrics(Callback):
@@ -100,20 +127,19 @@ class PerCategoryMetrics(Callback):
         self.print_table = print_table
         self.results: list[dict[str, Any]] = []
         self.output_files: list[Path] = []
-        self._metrics: dict[str, dict[str, Metric]] = {}
-        self._counts: dict[str, list[int]] = {}
+        self._parts: dict[str, list[SimpleNamespace]] = {}
         self._lookup: dict[str, str] = {}
         self._default_category = "all"
         self._pending: Batch | None = None
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Reset the metrics and read the image-to-category map of the datamodule."""
+        """Reset the predictions and read the image-to-category map of the datamodule."""
         del pl_module
         datamodule = getattr(trainer, "datamodule", None)
         lookup = getattr(datamodule, "category_lookup", None)
         self._lookup = lookup() if callable(lookup) else {}
         self._default_category = str(getattr(datamodule, "category", "") or "all")
-        self._metrics, self._counts, self._pending = {}, {}, None
+        self._parts, self._pending = {}, None
 
     def on_test_batch_start(self, *args: Any, **kwargs: Any) -> None:
         """Consume the previous batch, now that every callback has post-processed it."""
@@ -147,37 +173,64 @@ class PerCategoryMetrics(Callback):
                     for field in (*IMAGE_FIELDS, *PIXEL_FIELDS)
                 },
             )
-            for metric in self._metrics.setdefault(category, _new_metrics()).values():
-                metric.update(part)
-            labels = part.gt_label if part.gt_label is not None else torch.zeros(len(rows))
-            counts = self._counts.setdefault(category, [0, 0])
-            counts[0] += int((labels == 0).sum())
-            counts[1] += int((labels == 1).sum())
+            self._parts.setdefault(category, []).append(part)
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Compute, print and save the per-category table."""
+        """Compute the per-category table over every rank's predictions; print and save it on rank 0.
+
+        Under DDP each rank holds the predictions of its own share of the test images, and a rank may see
+        only some of the categories (a unified test set split unevenly): rank 0 gathers all of them, computes
+        the table once and sends it back, so every rank ends with the same :attr:`results`.
+        """
         del pl_module
         self._consume_pending()
-        self.results = [self._category_row(category) for category in sorted(self._metrics)]
-        self.results.append(mean_row(self.results))
+        predictions = {category: _merge(parts) for category, parts in self._parts.items()}
+        rank, world_size = _world()
+        if world_size > 1:
+            gathered: list[dict[str, SimpleNamespace]] | None = [{}] * world_size if rank == 0 else None
+            distributed.gather_object(predictions, gathered, dst=0)
+            if gathered is not None:
+                categories = sorted({category for part in gathered for category in part})
+                predictions = {
+                    category: _merge([part[category] for part in gathered if category in part])
+                    for category in categories
+                }
+        results = None
+        if rank == 0:
+            results = [_category_row(category, predictions[category]) for category in sorted(predictions)]
+            results.append(mean_row(results))
+        if world_size > 1:
+            shared = [results]
+            distributed.broadcast_object_list(shared, src=0)
+            results = shared[0]
+        self.results = results
+        if rank != 0:
+            return
         if self.print_table:
             print(format_table(self.results))
         output_dir = Path(trainer.log_dir or trainer.default_root_dir)
         self.output_files = write_results(self.results, output_dir, self.file_stem)
         logger.info("Per-category metrics written to %s", [str(path) for path in self.output_files])
 
-    def _category_row(self, category: str) -> dict[str, Any]:
-        n_normal, n_defective = self._counts[category]
-        row: dict[str, Any] = {"category": category, "n_normal": n_normal, "n_defective": n_defective}
-        if n_defective == 0 or n_normal == 0:
-            missing = "defective" if n_defective == 0 else "normal"
-            row |= dict.fromkeys(METRIC_NAMES, math.nan)
-            row["note"] = f"no {missing} test images: metrics undefined (NaN)"
-            return row
-        row |= {name: _value(metric) for name, metric in self._metrics[category].items()}
-        undefined = [name for name in METRIC_NAMES if math.isnan(row[name])]
-        row["note"] = f"not computed (no predictions or ground truth): {', '.join(undefined)}" if undefined else ""
+
+def _category_row(category: str, predictions: SimpleNamespace) -> dict[str, Any]:
+    """The table row of one category from all of its test predictions."""
+    labels = predictions.gt_label
+    labels = torch.zeros(0) if labels is None else labels
+    n_normal, n_defective = int((labels == 0).sum()), int((labels == 1).sum())
+    row: dict[str, Any] = {"category": category, "n_normal": n_normal, "n_defective": n_defective}
+    if n_defective == 0 or n_normal == 0:
+        missing = "defective" if n_defective == 0 else "normal"
+        row |= dict.fromkeys(METRIC_NAMES, math.nan)
+        row["note"] = f"no {missing} test images: metrics undefined (NaN)"
         return row
+    metrics = _new_metrics()
+    for metric in metrics.values():
+        metric.update(predictions)
+    row |= {name: _value(metric) for name, metric in metrics.items()}
+    undefined = [name for name in METRIC_NAMES if math.isnan(row[name])]
+    row["note"] = f"not computed (no predictions or ground truth): {', '.join(undefined)}" if undefined else ""
+    return row
 
 
 def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -217,15 +270,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     Returns:
         str: The table.
     """
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        cells = [f"{row[name]:.4f}" if isinstance(row[name], float) else str(row[name]) for name in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS)
 
 
 def write_results(rows: list[dict[str, Any]], output_dir: Path, file_stem: str) -> list[Path]:
-    """Write rows as CSV (NaN as ``nan``) and JSON (NaN as ``null``).
+    """Write rows as CSV (NaN as ``nan``) and JSON (NaN as ``null``), each atomically.
 
     Args:
         rows (list[dict[str, Any]]): Rows with the keys of :data:`COLUMNS`.
@@ -235,15 +284,7 @@ def write_results(rows: list[dict[str, Any]], output_dir: Path, file_stem: str) 
     Returns:
         list[Path]: The CSV and JSON paths.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = output_dir / f"{file_stem}.csv", output_dir / f"{file_stem}.json"
-    with csv_path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    clean = [
-        {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
-        for row in rows
-    ]
-    json_path.write_text(json.dumps({"categories": clean[:-1], "mean": clean[-1]}, indent=2), encoding="utf-8")
+    write_csv_atomic(csv_path, rows, COLUMNS)
+    write_json_atomic(json_path, {"categories": rows[:-1], "mean": rows[-1]})
     return [csv_path, json_path]

@@ -15,13 +15,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from anomalib_grad.compare.report import has_gpu_memory
+from anomalib_grad.writers import atomic_path
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
     plt.close(figure)
-    temporary.replace(path)
     return path
 
 

@@ -17,9 +17,7 @@ Example:
 
 import fcntl
 import json
-import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,33 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib_grad.compare.plan import Cell, ComparisonPlan
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become ``null`` (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file beside ``path`` and rename it over ``path``: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as file:
-        file.write(text)
-        temporary = Path(file.name)
-    temporary.chmod(0o644)  # a temporary file is private (0600); the result is an ordinary report file
-    temporary.replace(path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON (NaN as ``null``) the same way as :func:`write_text_atomic`."""
-    write_text_atomic(path, json.dumps(_json_safe(data), indent=2))
-
+from anomalib_grad.writers import write_json_atomic
 
 LOCK_FILE = ".lock"
 LOCK_WAIT_S = 10.0  # a cell of a killed comparison exits within about a second (see cell.exit_with_parent)

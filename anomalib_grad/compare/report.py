@@ -9,7 +9,6 @@ Example:
     'grad'
 """
 
-import csv
 import math
 import statistics
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 from anomalib_grad.callbacks.per_category_metrics import MEAN_ROW, METRIC_NAMES
 from anomalib_grad.compare.plan import Cell, ComparisonPlan
-from anomalib_grad.compare.records import write_json_atomic, write_text_atomic
+from anomalib_grad.writers import markdown_table, write_csv_atomic, write_json_atomic, write_text_atomic
 
 GPU_COST_NAMES = ("peak_train_gpu_mb", "peak_test_gpu_mb")  # shown only when some model ran on a CUDA device
 COST_NAMES = (
@@ -230,13 +229,6 @@ def _cell(row: dict[str, Any], name: str) -> str:
     return str(value).replace("|", "/")
 
 
-def markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    """Rows as a Markdown table (``–`` where a value is undefined or not measured; ``mean ± std`` over seeds)."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row, name) for name in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folder: Path) -> dict[str, Path]:
     """Write the Markdown, CSV and JSON report into ``folder``.
 
@@ -257,23 +249,18 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
         f"img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
         "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
-        markdown_table(tables["summary"], _shown(SUMMARY_COLUMNS, tables["summary"])),
+        markdown_table(tables["summary"], _shown(SUMMARY_COLUMNS, tables["summary"]), _cell),
         "## Per model and category",
-        markdown_table(tables["detail"], _shown(DETAIL_COLUMNS, tables["detail"])),
+        markdown_table(tables["detail"], _shown(DETAIL_COLUMNS, tables["detail"]), _cell),
     ]
     if tables["scaling"]:
         sections += [
             "## Scaling with the number of training images",
-            markdown_table(tables["scaling"], SCALING_COLUMNS),
+            markdown_table(tables["scaling"], SCALING_COLUMNS, _cell),
         ]
     paths = {"md": folder / "comparison.md", "csv": folder / "comparison.csv", "json": folder / "comparison.json"}
     write_text_atomic(paths["md"], "\n\n".join(sections) + "\n")
-    temporary = paths["csv"].with_suffix(".csv.tmp")
-    with temporary.open("w", newline="", encoding="utf-8") as file:
-        columns = [*_shown(DETAIL_COLUMNS, tables["detail"]), *(name + STD_SUFFIX for name in METRIC_NAMES)]
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(tables["detail"])
-    temporary.replace(paths["csv"])
+    columns = [*_shown(DETAIL_COLUMNS, tables["detail"]), *(name + STD_SUFFIX for name in METRIC_NAMES)]
+    write_csv_atomic(paths["csv"], tables["detail"], columns)
     write_json_atomic(paths["json"], {"plan": plan.to_dict(), **tables, "records": records})
     return paths
