@@ -10,8 +10,7 @@ import torch
 from anomalib_grad import Grad
 from anomalib_grad.models.components import pretrained_weights as weights
 from anomalib_grad.models.components.pretrained_weights import PretrainedWeightsError
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 HUB_WARNING = "could not load weights"
 

@@ -24,8 +24,7 @@ from anomalib_grad.compare.data import check_categories, prepare_datamodule
 from anomalib_grad.compare.records import ResultsFolder
 from anomalib_grad.compare.runner import load_examples, run_cell_process
 from anomalib_grad.data import generate_synthetic_surfaces
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 FAILING = "tests.compare_fixtures.FailingPadim"
 TINY_GRAD = {**SMALL_MODEL, "abnormal_epochs": 1, "normal_epochs": 1}
@@ -342,7 +341,7 @@ def test_command_line_bad_plan_exits_with_a_message(tmp_path: Path, capsys: pyte
 
 
 def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     options = build_parser().parse_args(["compare", "--config", "configs/compare/cpu_real.yaml"]).compare
     plan = plan_from_options(options)
     assert plan.models == ["grad", "patchcore", "padim"]
@@ -353,7 +352,7 @@ def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPat
 
 
 def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     plan = plan_from_options(
         build_parser().parse_args(["compare", "--config", "configs/compare/ablation.yaml"]).compare
     )

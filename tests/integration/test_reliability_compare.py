@@ -13,10 +13,9 @@ import pytest
 from anomalib_grad.compare import ComparisonPlan, records, run_comparison
 from anomalib_grad.compare.cli import main
 from anomalib_grad.compare.records import ResultsFolder, ResultsFolderInUseError
+from tests.reliability_fixtures import MARKER_VARIABLE
 
-from .reliability_fixtures import MARKER_VARIABLE
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SLEEPING = "tests.reliability_fixtures.SleepingPadim"
 FAST = {"image_size": (64, 64), "num_workers": 0, "timing_seconds": 0.2, "num_examples": 2, "openvino": False}
 

@@ -10,8 +10,7 @@ from anomalib_grad.compare import ComparisonPlan, run_comparison
 from anomalib_grad.compare.cli import main
 from anomalib_grad.compare.runner import device_slots
 from anomalib_grad.data import generate_synthetic_surfaces
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 METRICS = ("image_AUROC", "image_AUPR", "pixel_AUROC", "pixel_AUPR", "pixel_AUPRO")
 

@@ -12,8 +12,8 @@ from anomalib.metrics import AUPR, AUPRO, AUROC, F1Max
 
 from tests.per_category_ddp_script import batch, predictions
 
-SCRIPT = Path(__file__).with_name("per_category_ddp_script.py")
-ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).parents[1] / "per_category_ddp_script.py"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

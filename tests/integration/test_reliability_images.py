@@ -14,8 +14,7 @@ from PIL import Image
 from anomalib_grad import Grad
 from anomalib_grad.data import DatasetLayoutError, MVTecLayout, validate_mvtec_layout
 from anomalib_grad.data.image_io import UnreadableImageError
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 SIZE = (24, 32)  # height, width
 

@@ -17,7 +17,7 @@ from anomalib_grad.models.grad.distributed import (
     seed_anomalies_per_rank,
 )
 
-SCRIPT = Path(__file__).with_name("ddp_script.py")
+SCRIPT = Path(__file__).parents[1] / "ddp_script.py"
 
 
 def test_ddp_is_told_about_unused_parameters_unless_the_user_chose():

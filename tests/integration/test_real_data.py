@@ -11,8 +11,7 @@ from lightning.pytorch import seed_everything
 
 from anomalib_grad import Grad
 from anomalib_grad.data import MVTecLayout
-
-from .conftest import real_category
+from tests.conftest import real_category
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,7 @@ from anomalib_grad import Grad
 from anomalib_grad.data import MVTecLayout, SyntheticSurfaces
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureNoise
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 
 class BackboneInputs(Callback):

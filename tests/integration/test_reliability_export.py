@@ -16,10 +16,9 @@ from PIL import Image
 from anomalib_grad import Grad
 from anomalib_grad.data import MVTecLayout
 from anomalib_grad.deploy.inferencer import GradOpenVINOInferencer
+from tests.conftest import SMALL_MODEL
 
-from .conftest import SMALL_MODEL
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
 KILLED_EXPORT = """

@@ -18,8 +18,7 @@ from anomalib_grad import Grad
 from anomalib_grad.data import MVTecLayout
 from anomalib_grad.data.image_io import UnreadableImageError
 from anomalib_grad.deploy.checkpoint import DamagedCheckpointError, NotAGradCheckpointError
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 SETTINGS = {**SMALL_MODEL, "abnormal_epochs": 1, "normal_epochs": 1}  # none of them Grad's defaults

@@ -21,8 +21,7 @@ from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
 from anomalib_grad.deploy.export import NOT_QUANTISED, quantize_on_training_images
 from anomalib_grad.deploy.openvino_graph import read_model
-
-from .conftest import REAL_DATA, SMALL_MODEL
+from tests.conftest import REAL_DATA, SMALL_MODEL
 
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 

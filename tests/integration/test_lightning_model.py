@@ -11,8 +11,7 @@ from lightning.pytorch import Callback, seed_everything
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
 from anomalib_grad.models.grad.input_checks import check_finite
-
-from .conftest import SMALL_MODEL
+from tests.conftest import SMALL_MODEL
 
 
 class StageRecorder(Callback):

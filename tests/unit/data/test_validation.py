@@ -10,7 +10,7 @@ from PIL import Image
 from anomalib_grad.data import DatasetLayoutError, MVTecLayout, validate_mvtec_layout
 from anomalib_grad.data.datamodules import make_mvtec_layout_dataset
 
-REAL_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+REAL_DATA_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
 IMAGE_SIZE = (32, 24)  # width, height
 
 

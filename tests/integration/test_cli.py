@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 SMALL_ARGS = [
     "--model.pre_trained=false",

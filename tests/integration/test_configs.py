@@ -12,9 +12,9 @@ from anomalib.cli import AnomalibCLI
 
 from anomalib_grad.data import MultiCategory
 from tests.conftest import REAL_DATA
-from tests.test_cli import ANOMALIB, SMALL_ARGS, run
+from tests.integration.test_cli import ANOMALIB, SMALL_ARGS, run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 SPLIT_CONFIGS = sorted((REPO / "configs").glob("model/*.yaml")) + sorted((REPO / "configs").glob("data/*.yaml"))
 
