@@ -1,27 +1,15 @@
-"""GRAD: Bi-Grid Reconstruction for Image Anomaly Detection, as an anomalib model.
+"""GRAD (Bi-Grid Reconstruction for Image Anomaly Detection, arXiv:2504.00609) as an anomalib model.
 
-GRAD (Huang et al., ICME 2025 / IEEE TIP 2025) extends CRAD's continuous grid
-memory with a second, *abnormal* grid that learns what anomalies look like
-from Feature Block Paste (FBP), a feature-level anomaly synthesiser. Training
-has two stages: stage A trains the abnormal grid with FBP and a contrastive
-loss; stage B freezes it and trains the normal grid to reconstruct features.
-The algorithm lives in :class:`~anomalib_grad.models.grad.torch_model.GradModel`;
-this module is the Lightning plumbing: stages by epoch, losses, logging, the
-optimiser, the feature cache and the real defective images of the datamodule.
-
-The backbone is frozen and images are not augmented, so backbone features
-are computed once per training image and cached (``cache_features``).
+The algorithm, both training stages included, lives in
+:class:`~anomalib_grad.models.grad.torch_model.GradModel`; :class:`Grad` is the Lightning plumbing:
+stages by epoch, losses, logging, the optimiser, the feature cache (the backbone is frozen and images are
+not augmented, so each training image's features are computed once) and the datamodule's real defects.
 
 Example:
     >>> from anomalib.data import MVTecAD
     >>> from anomalib.engine import Engine
     >>> from anomalib_grad import Grad
-    >>> model = Grad()  # doctest: +SKIP
-    >>> engine = Engine()  # doctest: +SKIP
-    >>> engine.train(model, datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
-
-Paper:
-    Bi-Grid Reconstruction for Image Anomaly Detection. arXiv:2504.00609.
+    >>> Engine().train(Grad(), datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
 """
 
 import logging
@@ -283,16 +271,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         self.feature_cache.clear()
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Train one batch in the current stage.
-
-        Args:
-            batch: Training batch.
-            args: Unused.
-            kwargs: Unused.
-
-        Returns:
-            The loss, or ``None`` for a stage-B batch without normal images.
-        """
+        """Train one batch in the current stage; ``None`` for a stage-B batch without normal images."""
         del args, kwargs  # These variables are not used.
         stage = self.stage_at(self.current_epoch)
         self.model.set_stage(stage)
@@ -317,19 +296,11 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
     def real_anomaly_features(
         self, batch: Batch, features: torch.Tensor, anomalous: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and feature-grid masks of the real anomalies for one stage-A step.
+        """Features ``(N, C, h, w)`` and feature-grid masks ``(N, 1, h, w)`` of the real anomalies of a stage-A step.
 
-        They are the batch's own anomalous images plus, when the datamodule offers training
-        anomalies, one batch of those, pre-processed exactly like training and test images; none
-        when ``learn_from_real_anomalies`` is off.
-
-        Args:
-            batch: Training batch.
-            features: The batch's features.
-            anomalous: ``(B,)`` booleans marking the batch's anomalous images.
-
-        Returns:
-            Features ``(N, C, h, w)`` and binary masks ``(N, 1, h, w)``; ``N`` may be zero.
+        They are the batch's own ``anomalous`` images plus, when the datamodule offers training anomalies,
+        one batch of those, pre-processed like every other image; ``N`` is zero with
+        ``learn_from_real_anomalies`` off.
         """
         size = self.model.feature_size
         parts = [(features[:0], features.new_zeros((0, 1, *size)))]
@@ -346,16 +317,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         return torch.cat([part[0] for part in parts]), torch.cat([part[1].to(features.dtype) for part in parts])
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Predict a validation batch so anomalib can fit thresholds and normalisation.
-
-        Args:
-            batch: Validation batch.
-            args: Unused.
-            kwargs: Unused.
-
-        Returns:
-            The batch with ``pred_score`` and ``anomaly_map``.
-        """
+        """Score a batch (``pred_score``, ``anomaly_map``) after checking its images are finite."""
         del args, kwargs  # These variables are not used.
         check_finite(batch.image, batch.image_path)
         return batch.update(**self.model(batch.image)._asdict())
