@@ -1,4 +1,4 @@
-"""A comparison's cell dies with it; a results folder in use by another comparison is refused."""
+"""A comparison's cell dies with it; a parallel one resumes where it was killed; a folder in use is refused."""
 
 import os
 import signal
@@ -23,8 +23,8 @@ RUNNER = """
 import sys
 from pathlib import Path
 from anomalib_grad.compare import ComparisonPlan, run_comparison
-plan = ComparisonPlan(models=[{model!r}], root=sys.argv[1], categories=["rgb"], **{fast!r})
-run_comparison(plan, Path(sys.argv[2]))
+plan = ComparisonPlan(models={models!r}, root=sys.argv[1], categories=["rgb"], **{fast!r})
+run_comparison(plan, Path(sys.argv[2]), devices={devices})
 """
 
 
@@ -39,7 +39,8 @@ def gone(process: psutil.Process) -> bool:
 def test_a_cell_exits_when_its_comparison_is_killed_and_the_folder_is_free_again(mixed_root, tmp_path):
     marker, output = tmp_path / "cell.pid", tmp_path / "results"
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), MARKER_VARIABLE: str(marker)}
-    command = [sys.executable, "-c", RUNNER.format(model=SLEEPING, fast=FAST), str(mixed_root), str(output)]
+    runner_code = RUNNER.format(models=[SLEEPING], fast=FAST, devices=1)
+    command = [sys.executable, "-c", runner_code, str(mixed_root), str(output)]
     runner = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not marker.exists():
@@ -60,6 +61,38 @@ def test_a_cell_exits_when_its_comparison_is_killed_and_the_folder_is_free_again
     finally:
         if not gone(cell):
             cell.kill()
+
+
+@pytest.mark.slow
+def test_a_killed_parallel_comparison_resumes_with_only_its_unfinished_cells(mixed_root, tmp_path):
+    marker, output = tmp_path / "cell.pid", tmp_path / "results"
+    models = ["padim", SLEEPING]  # two cells side by side: PaDiM finishes, the sleeping one is cut off
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), MARKER_VARIABLE: str(marker)}
+    command = [sys.executable, "-c", RUNNER.format(models=models, fast=FAST, devices=2), str(mixed_root), str(output)]
+    runner = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finished = output / "cells" / "padim__rgb__1__seed0.json"
+    deadline = time.monotonic() + 300
+    while not (marker.exists() and finished.exists()):
+        assert runner.poll() is None, runner.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the cells did not start"
+        time.sleep(0.2)
+    cell = psutil.Process(int(marker.read_text()))
+    runner.send_signal(signal.SIGKILL)  # kill -9 of `anomalib-grad compare --devices 2` mid-run
+    runner.wait()
+    deadline = time.monotonic() + 30
+    while not gone(cell) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gone(cell)
+    first = finished.read_text()
+    assert sorted(path.name for path in (output / "cells").glob("*.json")) == [finished.name]  # no half record
+
+    environment.pop(MARKER_VARIABLE)  # the rerun's sleeping model trains at once
+    command[2] = RUNNER.format(models=models, fast=FAST, devices=2)
+    rerun = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert finished.read_text() == first  # the finished cell was not run again
+    records = ResultsFolder(output).finished(ComparisonPlan(models=models, categories=["rgb"], **FAST))
+    assert sorted(record["status"] for record in records.values()) == ["ok", "ok"], records
 
 
 def test_a_results_folder_in_use_is_refused(mixed_root, tmp_path, monkeypatch, capsys):
