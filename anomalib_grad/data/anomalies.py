@@ -32,16 +32,7 @@ from anomalib.data.utils import LabelName
 from torch.utils.data import DataLoader
 
 from .samples_dataset import SamplesDataset
-from .validation import (
-    MASK_SUFFIX,
-    NORMAL_LABEL,
-    DatasetLayoutError,
-    _checked_image_size,
-    _format_size,
-    index_masks,
-    list_images,
-    list_subfolders,
-)
+from .validation import DatasetLayoutError, scan_test_folder
 
 logger = logging.getLogger(__name__)
 
@@ -80,30 +71,10 @@ def make_anomaly_samples(category_root: str | Path, category: str | None = None)
         ['path', 'split', 'label', 'image_path', 'label_index', 'mask_path', 'category']
     """
     category_root = Path(category_root).expanduser()
-    rows = []
-    for defect_folder in list_subfolders(category_root / "test"):
-        if defect_folder.name == NORMAL_LABEL:
-            continue
-        mask_folder = category_root / "ground_truth" / defect_folder.name
-        masks = index_masks(mask_folder)
-        for image_path in list_images(defect_folder):
-            mask_path = masks.get(image_path.stem)
-            if mask_path is None:
-                msg = (
-                    f"External anomaly image '{image_path}' has no mask: every defective training image needs its "
-                    f"ground-truth mask, e.g. '{mask_folder / (image_path.stem + MASK_SUFFIX + '.png')}'."
-                )
-                raise DatasetLayoutError(msg)
-            image_size = _checked_image_size(image_path)
-            mask_size = _checked_image_size(mask_path, kind="Mask")
-            if mask_size != image_size:
-                msg = (
-                    f"Mask '{mask_path}' has size {_format_size(mask_size)} but its external anomaly image "
-                    f"'{image_path}' has size {_format_size(image_size)}. Each mask must have exactly the size "
-                    "of its image."
-                )
-                raise DatasetLayoutError(msg)
-            rows.append((str(category_root), "train", defect_folder.name, str(image_path), 1, str(mask_path)))
+    rows = [
+        (str(category_root), "train", item.label, str(item.image), 1, str(item.mask))
+        for item in scan_test_folder(category_root, "External anomaly image", check_files=True, defects_only=True)
+    ]
     if not rows:
         msg = (
             f"Found no defective images in '{category_root / 'test'}'. External anomalies are read from "

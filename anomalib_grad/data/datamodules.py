@@ -41,12 +41,10 @@ from .anomalies import LabelledAnomaliesMixin
 from .categories import UnknownCategoryError
 from .synthetic import default_cache_root, generate_synthetic_surfaces
 from .validation import (
-    MASK_SUFFIX,
     NORMAL_LABEL,
     DatasetLayoutError,
-    index_masks,
     list_images,
-    list_subfolders,
+    scan_test_folder,
     validate_mvtec_layout,
 )
 
@@ -88,26 +86,10 @@ def make_mvtec_layout_dataset(category_root: str | Path, split: str | Split | No
         raise DatasetLayoutError(msg)
     rows += [(str(category_root), "train", NORMAL_LABEL, str(path), LabelName.NORMAL, None) for path in train_images]
 
-    for label_folder in list_subfolders(category_root / "test"):
-        label = label_folder.name
-        if label == NORMAL_LABEL:
-            rows += [
-                (str(category_root), "test", label, str(path), LabelName.NORMAL, None)
-                for path in list_images(label_folder)
-            ]
-            continue
-        mask_folder = category_root / "ground_truth" / label
-        masks = index_masks(mask_folder)
-        for image_path in list_images(label_folder):
-            if image_path.stem not in masks:
-                msg = (
-                    f"Anomalous test image '{image_path}' has no ground-truth mask. "
-                    f"Expected '{mask_folder / (image_path.stem + MASK_SUFFIX + '.png')}'."
-                )
-                raise DatasetLayoutError(msg)
-            rows.append(
-                (str(category_root), "test", label, str(image_path), LabelName.ABNORMAL, str(masks[image_path.stem])),
-            )
+    for item in scan_test_folder(category_root):
+        label_index = LabelName.NORMAL if item.mask is None else LabelName.ABNORMAL
+        mask_path = None if item.mask is None else str(item.mask)
+        rows.append((str(category_root), "test", item.label, str(item.image), label_index, mask_path))
 
     samples = pd.DataFrame(rows, columns=_COLUMNS)
     samples["label_index"] = samples["label_index"].astype(int)

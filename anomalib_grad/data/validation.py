@@ -12,8 +12,9 @@ Masks may also be named exactly like their image (``<name>.png``). Images may be
 grayscale (8- or 16-bit), RGB or RGBA and use any of :data:`IMAGE_EXTENSIONS` (case-insensitive);
 files and folders whose name starts with a dot are ignored.
 
-:func:`validate_mvtec_layout` checks all of this up front and raises a
-:class:`DatasetLayoutError` that names the offending path, instead of letting a
+:func:`scan_test_folder` is the one walk of ``test/`` and ``ground_truth/`` (used by this check, by the
+datamodules' sample tables and by external defects). :func:`validate_mvtec_layout` checks all of this up
+front and raises a :class:`DatasetLayoutError` that names the offending path, instead of letting a
 training run fail halfway with a low-level error.
 
 Example:
@@ -21,6 +22,7 @@ Example:
 """
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from .image_io import UnreadableImageError, open_image
@@ -136,6 +138,76 @@ def _format_size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]} (width x height)"
 
 
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image under ``test/`` of a category folder.
+
+    Attributes:
+        label: Its folder: ``"good"`` or the defect type.
+        image: The image file.
+        mask: Its ground-truth mask (defective images only).
+    """
+
+    label: str
+    image: Path
+    mask: Path | None = None
+
+
+def scan_test_folder(
+    category_root: Path,
+    role: str = "Anomalous test image",
+    check_files: bool = False,
+    defects_only: bool = False,
+) -> list[LabelledImage]:
+    """List the images under ``test/``, each defective one paired with ``ground_truth/<defect>/<stem>[_mask].<ext>``.
+
+    Args:
+        category_root: Category folder in MVTec AD layout (a missing ``test/`` gives no images).
+        role: How an error message names a defective image, e.g. ``"External anomaly image"``.
+        check_files: Also decode every image and mask in full and compare each mask's size with its image's.
+        defects_only: Leave out ``test/good``.
+
+    Returns:
+        The images, by label folder then file name.
+
+    Raises:
+        DatasetLayoutError: If a defective image has no mask; with ``check_files``, also if a file is unreadable
+            or a mask differs in size from its image.
+
+    Example:
+        >>> [item.label for item in scan_test_folder(Path("./datasets/MVTecAD/bottle"))][:1]  # doctest: +SKIP
+        ['broken_large']
+    """
+    images = []
+    for label_folder in list_subfolders(category_root / "test"):
+        label = label_folder.name
+        if label == NORMAL_LABEL and defects_only:
+            continue
+        mask_folder = category_root / "ground_truth" / label
+        masks = {} if label == NORMAL_LABEL else index_masks(mask_folder)
+        for image_path in list_images(label_folder):
+            image_size = _checked_image_size(image_path) if check_files else None
+            if label == NORMAL_LABEL:
+                images.append(LabelledImage(label, image_path))
+                continue
+            mask_path = masks.get(image_path.stem)
+            if mask_path is None:
+                expected = mask_folder / f"{image_path.stem}{MASK_SUFFIX}.png"
+                msg = (
+                    f"{role} '{image_path}' has no ground-truth mask. Expected '{expected}' "
+                    f"(or '{image_path.stem}' with any of {', '.join(IMAGE_EXTENSIONS)})."
+                )
+                raise DatasetLayoutError(msg)
+            if check_files and (mask_size := _checked_image_size(mask_path, kind="Mask")) != image_size:
+                msg = (
+                    f"Mask '{mask_path}' has size {_format_size(mask_size)} but its image '{image_path}' has size "
+                    f"{_format_size(image_size)}. Each mask must have exactly the size of its image."
+                )
+                raise DatasetLayoutError(msg)
+            images.append(LabelledImage(label, image_path, mask_path))
+    return images
+
+
 def _check_folders(root: Path, category: str) -> Path:
     """Check the folder structure down to ``train/good`` and return the category folder."""
     if not root.exists():
@@ -209,28 +281,4 @@ def validate_mvtec_layout(root: str | Path, category: str) -> None:
     if not test_root.is_dir():
         logger.warning("No test folder '%s': normal test images will be sampled from the training set.", test_root)
         return
-    for label_folder in list_subfolders(test_root):
-        images = list_images(label_folder)
-        if label_folder.name == NORMAL_LABEL:
-            for image_path in images:
-                _checked_image_size(image_path)
-            continue
-        mask_folder = category_root / "ground_truth" / label_folder.name
-        masks = index_masks(mask_folder)
-        for image_path in images:
-            image_size = _checked_image_size(image_path)
-            mask_path = masks.get(image_path.stem)
-            if mask_path is None:
-                expected = mask_folder / f"{image_path.stem}{MASK_SUFFIX}.png"
-                msg = (
-                    f"Anomalous test image '{image_path}' has no ground-truth mask. Expected '{expected}' "
-                    f"(or '{image_path.stem}' with any of {', '.join(IMAGE_EXTENSIONS)})."
-                )
-                raise DatasetLayoutError(msg)
-            mask_size = _checked_image_size(mask_path, kind="Mask")
-            if mask_size != image_size:
-                msg = (
-                    f"Mask '{mask_path}' has size {_format_size(mask_size)} but its image '{image_path}' has size "
-                    f"{_format_size(image_size)}. Each mask must have exactly the size of its image."
-                )
-                raise DatasetLayoutError(msg)
+    scan_test_folder(category_root, check_files=True)

@@ -142,7 +142,7 @@ def test_external_anomalies_without_masks_or_with_wrong_sizes_fail_clearly(mixed
     from PIL import Image
 
     shutil.copytree(mixed_root / "rgb" / "test" / "spot", tmp_path / "rgb" / "test" / "spot")
-    with pytest.raises(DatasetLayoutError, match="has no mask"):
+    with pytest.raises(DatasetLayoutError, match="has no ground-truth mask"):
         multi(mixed_root, external_anomalies=tmp_path).setup()
     masks = tmp_path / "rgb" / "ground_truth" / "spot"
     shutil.copytree(mixed_root / "rgb" / "ground_truth" / "spot", masks)
