@@ -1,6 +1,6 @@
 """Labelled anomalous training images ("external anomaly samples") for GRAD's abnormal stage.
 
-A datamodule with :class:`LabelledAnomaliesMixin` offers, beside its normal training set, a
+A datamodule that holds a :class:`TrainingAnomalies` offers, beside its normal training set, a
 small set of real defective images with ground-truth masks in ``anomaly_train_data``, from
 either or both of:
 
@@ -10,8 +10,9 @@ either or both of:
   ``ROOT/<category>/test/<defect>/*`` images and ``ROOT/<category>/ground_truth/<defect>/*`` masks.
 
 Only models that ask for them use them (:class:`~anomalib_grad.Grad` in stage A); the normal
-training dataloader never contains them, so other models are unaffected. After setup, any
-overlap between these images and the test or validation images raises :class:`DataLeakageError`.
+training dataloader never contains them, so other models are unaffected. At setup, any overlap
+between these images (or the normal training images) and the test images raises :class:`DataLeakageError`;
+the validation images are drawn from the training or test images that remain.
 
 Example:
     >>> from anomalib_grad.data import MVTecLayout
@@ -143,17 +144,29 @@ def _paths(datasets: Iterable[AnomalibDataset | None]) -> set[str]:
     }
 
 
-class LabelledAnomaliesMixin:
-    """Adds ``anomaly_train_data`` (real defective images with masks, never tested on) to a datamodule.
+class TrainingAnomalies:
+    """Where a datamodule's real defective training images come from, and how they are split off and loaded.
 
-    Call :meth:`_init_labelled_anomalies` from ``__init__`` and :meth:`_take_labelled_anomalies`
-    at the end of ``_setup`` (after ``train_data`` and ``test_data`` exist); put the mixin before
-    the anomalib datamodule in the bases so :meth:`setup` and :meth:`_update_augmentations` wrap it.
+    A datamodule keeps one (``self.training_anomalies``), calls :meth:`split` at the end of its ``_setup``
+    (``self.test_data, self.anomaly_train_data = ...``) and serves :meth:`dataloader` as its
+    ``anomaly_train_dataloader``.
+
+    Args:
+        holdout_anomalies_per_type: Defective test images per (category, defect type) moved to training.
+        external_anomalies: Root in MVTec AD layout of extra defective images with masks, or ``None``.
+
+    Raises:
+        ValueError: If ``holdout_anomalies_per_type`` is negative.
+        DatasetLayoutError: If ``external_anomalies`` is not a folder.
+
+    Example:
+        >>> TrainingAnomalies(holdout_anomalies_per_type=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: holdout_anomalies_per_type must be >= 0, got -1.
     """
 
-    anomaly_train_data: AnomalibDataset | None
-
-    def _init_labelled_anomalies(self, holdout_anomalies_per_type: int, external_anomalies: str | Path | None) -> None:
+    def __init__(self, holdout_anomalies_per_type: int = 0, external_anomalies: str | Path | None = None) -> None:
         if holdout_anomalies_per_type < 0:
             msg = f"holdout_anomalies_per_type must be >= 0, got {holdout_anomalies_per_type}."
             raise ValueError(msg)
@@ -165,85 +178,77 @@ class LabelledAnomaliesMixin:
                 "<category>/test/<defect>/ images and <category>/ground_truth/<defect>/ masks."
             )
             raise DatasetLayoutError(msg)
-        self.anomaly_train_data = None
 
-    def _anomaly_categories(self) -> list[str]:
-        """Categories whose external anomalies are read; overridden by multi-category datamodules."""
-        return [self.category]  # type: ignore[attr-defined]
-
-    def _take_labelled_anomalies(self) -> None:
-        """Move held-out test anomalies and load external ones into ``anomaly_train_data``."""
-        parts: list[pd.DataFrame] = []
-        if self.holdout_anomalies_per_type > 0:
-            test_data: AnomalibDataset = self.test_data  # type: ignore[attr-defined]
-            held = select_holdout(test_data.samples, self.holdout_anomalies_per_type, self.seed or 0)  # type: ignore[attr-defined]
-            kept = sorted(set(range(len(test_data))) - set(held))
-            parts.append(test_data.samples.iloc[held].assign(split="train"))
-            self.test_data = test_data.subsample(kept)  # type: ignore[attr-defined]
-        if self.external_anomalies is not None:
-            folders = [(self.external_anomalies / name, name) for name in self._anomaly_categories()]
-            present = [(folder, name) for folder, name in folders if folder.is_dir()]
-            if not present:
-                msg = f"external_anomalies '{self.external_anomalies}' has no folder for {self._anomaly_categories()}."
-                raise DatasetLayoutError(msg)
-            parts.extend(make_anomaly_samples(folder, name) for folder, name in present)
-        if parts:
-            self.anomaly_train_data = SamplesDataset(pd.concat(parts, ignore_index=True), name="LabelledAnomalies")
-            logger.info("Training anomalies: %d real defective images with masks.", len(self.anomaly_train_data))
-
-    def setup(self, stage: str | None = None) -> None:
-        """Set up the datasets, then check that no training anomaly is a test or validation image.
+    def split(
+        self,
+        train_data: AnomalibDataset,
+        test_data: AnomalibDataset,
+        categories: list[str],
+        seed: int | None,
+    ) -> tuple[AnomalibDataset, AnomalibDataset | None]:
+        """Hold out test anomalies and read external ones.
 
         Args:
-            stage (str | None): Lightning stage. Defaults to ``None``.
-
-        Raises:
-            DataLeakageError: If a training anomaly is also a test or validation image.
-        """
-        super().setup(stage)  # type: ignore[misc]
-        self.check_no_leakage()
-
-    def check_no_leakage(self) -> None:
-        """Assert that no image of ``anomaly_train_data`` or ``train_data`` is a test or validation image.
-
-        Raises:
-            DataLeakageError: Naming up to five shared images.
-        """
-        evaluation = _paths([getattr(self, "test_data", None), getattr(self, "val_data", None)])
-        for name in ("anomaly_train_data", "train_data"):
-            shared = sorted(_paths([getattr(self, name, None)]) & evaluation)
-            if shared:
-                msg = (
-                    f"{len(shared)} image(s) of {name} are also test or validation images, e.g. {shared[:5]}. "
-                    "Training images must never be evaluated on: use a separate folder for external anomalies."
-                )
-                raise DataLeakageError(msg)
-
-    def _update_augmentations(self) -> None:
-        """Give ``anomaly_train_data`` the training augmentations and the model's resize."""
-        super()._update_augmentations()  # type: ignore[misc]
-        if self.anomaly_train_data is None:
-            return
-        train_data = getattr(self, "train_data", None)
-        self.anomaly_train_data.augmentations = getattr(train_data, "augmentations", None)
-
-    def anomaly_train_dataloader(self, batch_size: int | None = None) -> DataLoader | None:
-        """Shuffled dataloader of the training anomalies, or ``None`` when there are none.
-
-        Args:
-            batch_size (int | None): Batch size; ``None`` is half the training batch size (at least 1).
+            train_data: The normal training images.
+            test_data: All test images.
+            categories: Categories whose external anomalies are read.
+            seed: Seed of the held-out draw (``None`` is 0).
 
         Returns:
-            DataLoader | None: Batches of anomalous images with ``gt_mask``.
+            The test images left for testing, and the training anomalies (``None`` when there are none).
+
+        Raises:
+            DatasetLayoutError: If ``external_anomalies`` has no folder for any of ``categories``.
+            DataLeakageError: If a training image (normal or defective) is also a test image.
         """
-        if self.anomaly_train_data is None:
+        parts: list[pd.DataFrame] = []
+        if self.holdout_anomalies_per_type > 0:
+            held = select_holdout(test_data.samples, self.holdout_anomalies_per_type, seed or 0)
+            parts.append(test_data.samples.iloc[held].assign(split="train"))
+            test_data = test_data.subsample(sorted(set(range(len(test_data))) - set(held)))
+        if self.external_anomalies is not None:
+            present = [(self.external_anomalies / name, name) for name in categories]
+            present = [(folder, name) for folder, name in present if folder.is_dir()]
+            if not present:
+                msg = f"external_anomalies '{self.external_anomalies}' has no folder for {categories}."
+                raise DatasetLayoutError(msg)
+            parts.extend(make_anomaly_samples(folder, name) for folder, name in present)
+        anomalies = None
+        if parts:
+            anomalies = SamplesDataset(pd.concat(parts, ignore_index=True), name="LabelledAnomalies")
+            logger.info("Training anomalies: %d real defective images with masks.", len(anomalies))
+        check_no_leakage({"anomaly_train_data": anomalies, "train_data": train_data}, test_data)
+        return test_data, anomalies
+
+    @staticmethod
+    def dataloader(
+        anomalies: AnomalibDataset | None, train_data: AnomalibDataset, batch_size: int
+    ) -> DataLoader | None:
+        """Shuffled batches of ``anomalies`` with the augmentations of ``train_data``; ``None`` without anomalies."""
+        if anomalies is None:
             return None
-        if batch_size is None:
-            batch_size = max(1, self.train_batch_size // 2)  # type: ignore[attr-defined]
+        anomalies.augmentations = getattr(train_data, "augmentations", None)
         return DataLoader(
-            self.anomaly_train_data,
-            batch_size=batch_size,
-            shuffle=True,
-            num_workers=0,
-            collate_fn=self.anomaly_train_data.collate_fn,
+            anomalies, batch_size=batch_size, shuffle=True, num_workers=0, collate_fn=anomalies.collate_fn
         )
+
+
+def check_no_leakage(training: dict[str, AnomalibDataset | None], test_data: AnomalibDataset) -> None:
+    """Raise when an image of a training dataset is also a test image.
+
+    Args:
+        training: Training datasets by name (``None`` entries are skipped).
+        test_data: The test images.
+
+    Raises:
+        DataLeakageError: Naming up to five shared images.
+    """
+    evaluation = _paths([test_data])
+    for name, dataset in training.items():
+        shared = sorted(_paths([dataset]) & evaluation)
+        if shared:
+            msg = (
+                f"{len(shared)} image(s) of {name} are also test or validation images, e.g. {shared[:5]}. "
+                "Training images must never be evaluated on: use a separate folder for external anomalies."
+            )
+            raise DataLeakageError(msg)

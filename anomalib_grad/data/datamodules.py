@@ -35,9 +35,10 @@ import pandas as pd
 from anomalib.data import MVTecAD
 from anomalib.data.datasets.base import AnomalibDataset
 from anomalib.data.utils import LabelName, Split
+from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Transform
 
-from .anomalies import LabelledAnomaliesMixin
+from .anomalies import TrainingAnomalies
 from .categories import UnknownCategoryError
 from .synthetic import default_cache_root, generate_synthetic_surfaces
 from .validation import (
@@ -134,7 +135,7 @@ class MVTecLayoutDataset(AnomalibDataset):
         self.samples = make_mvtec_layout_dataset(self.root_category, split=split)
 
 
-class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
+class MVTecLayout(MVTecAD):
     """Datamodule for a local category folder in MVTec AD layout; never downloads.
 
     Unlike :class:`anomalib.data.MVTecAD`, the category may have any name (e.g. ``"magnetic_tile"``),
@@ -176,7 +177,8 @@ class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
             msg = f"Unknown {type(self).__name__} category '{category}'. Valid: {list(self.CATEGORIES)}."
             raise UnknownCategoryError(msg)
         super().__init__(root=Path(root).expanduser(), category=category, **kwargs)
-        self._init_labelled_anomalies(holdout_anomalies_per_type, external_anomalies)
+        self.training_anomalies = TrainingAnomalies(holdout_anomalies_per_type, external_anomalies)
+        self.anomaly_train_data: AnomalibDataset | None = None
 
     def prepare_data(self) -> None:
         """Validate the dataset folder instead of downloading it.
@@ -189,8 +191,16 @@ class MVTecLayout(LabelledAnomaliesMixin, MVTecAD):
     def _setup(self, _stage: str | None = None) -> None:
         """Create the train and test datasets; anomalib derives the validation set from them."""
         self.train_data = MVTecLayoutDataset(root=self.root, category=self.category, split=Split.TRAIN)
-        self.test_data = MVTecLayoutDataset(root=self.root, category=self.category, split=Split.TEST)
-        self._take_labelled_anomalies()
+        test_data = MVTecLayoutDataset(root=self.root, category=self.category, split=Split.TEST)
+        self.test_data, self.anomaly_train_data = self.training_anomalies.split(
+            self.train_data, test_data, [self.category], self.seed
+        )
+
+    def anomaly_train_dataloader(self, batch_size: int | None = None) -> DataLoader | None:
+        """Shuffled batches of ``anomaly_train_data`` (half the training batch size by default), or ``None``."""
+        return TrainingAnomalies.dataloader(
+            self.anomaly_train_data, self.train_data, batch_size or max(1, self.train_batch_size // 2)
+        )
 
 
 class SyntheticSurfaces(MVTecLayout):

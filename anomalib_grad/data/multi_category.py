@@ -39,9 +39,10 @@ from typing import Any
 import pandas as pd
 from anomalib.data import AnomalibDataModule
 from anomalib.data.utils import TestSplitMode, ValSplitMode
+from torch.utils.data import DataLoader
 from torchvision.transforms.v2 import Transform
 
-from .anomalies import LabelledAnomaliesMixin
+from .anomalies import TrainingAnomalies
 from .categories import CATEGORY_PLACEHOLDER, resolve_categories, resolve_datamodule_class
 from .samples_dataset import SamplesDataset, infer_task
 
@@ -57,7 +58,7 @@ def _with_category(value: Any, category: str) -> Any:
     return value
 
 
-class MultiCategory(LabelledAnomaliesMixin, AnomalibDataModule):
+class MultiCategory(AnomalibDataModule):
     """Datamodule over the union of several categories of another image datamodule.
 
     Args:
@@ -140,7 +141,8 @@ class MultiCategory(LabelledAnomaliesMixin, AnomalibDataModule):
         self.categories = resolve_categories(self.datamodule_class, categories, self.datamodule_args.get("root"))
         self.datamodules = {name: self._build_datamodule(name) for name in self.categories}
         self.category = "+".join(self.categories) if len(self.categories) <= 3 else f"{len(self.categories)}_categories"
-        self._init_labelled_anomalies(holdout_anomalies_per_type, external_anomalies)
+        self.training_anomalies = TrainingAnomalies(holdout_anomalies_per_type, external_anomalies)
+        self.anomaly_train_data: SamplesDataset | None = None
 
     def _build_datamodule(self, category: str) -> AnomalibDataModule:
         """Instantiate the inner datamodule of one category."""
@@ -173,9 +175,6 @@ class MultiCategory(LabelledAnomaliesMixin, AnomalibDataModule):
         for datamodule in self.datamodules.values():
             datamodule.prepare_data()
 
-    def _anomaly_categories(self) -> list[str]:
-        return list(self.categories)
-
     def _setup(self, _stage: str | None = None) -> None:
         """Concatenate the categories' raw train and test samples, tagged with their category."""
         train_parts, test_parts = [], []
@@ -189,7 +188,7 @@ class MultiCategory(LabelledAnomaliesMixin, AnomalibDataModule):
         )
         task = infer_task(pd.concat([train_samples, test_samples], ignore_index=True))
         self.train_data = SamplesDataset(train_samples, name=self.name, task=task)
-        self.test_data = SamplesDataset(test_samples, name=self.name, task=task)
+        test_data = SamplesDataset(test_samples, name=self.name, task=task)
         without_defects = [
             category
             for category, part in zip(self.categories, test_parts, strict=True)
@@ -197,7 +196,15 @@ class MultiCategory(LabelledAnomaliesMixin, AnomalibDataModule):
         ]
         if without_defects:
             logger.warning("Categories without defective test images (image metrics undefined): %s", without_defects)
-        self._take_labelled_anomalies()
+        self.test_data, self.anomaly_train_data = self.training_anomalies.split(
+            self.train_data, test_data, list(self.categories), self.seed
+        )
+
+    def anomaly_train_dataloader(self, batch_size: int | None = None) -> DataLoader | None:
+        """Shuffled batches of ``anomaly_train_data`` (half the training batch size by default), or ``None``."""
+        return TrainingAnomalies.dataloader(
+            self.anomaly_train_data, self.train_data, batch_size or max(1, self.train_batch_size // 2)
+        )
 
     def category_lookup(self) -> dict[str, str]:
         """Map every image path of the datasets set up so far to its category.
