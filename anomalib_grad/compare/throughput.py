@@ -14,11 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import openvino as ov
 import torch
 from anomalib.models import AnomalibModule
-
-from anomalib_grad.deploy.openvino_graph import read_model
 
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
 OPSET = 18  # anomalib's default opset 14 cannot export PaDiM (Pad)
@@ -82,5 +79,9 @@ def export_openvino(model: AnomalibModule, folder: Path, batch: torch.Tensor) ->
 
 def openvino_runner(xml: Path) -> Callable[[torch.Tensor], object]:
     """Compile an exported model for the CPU (FP32) and return a function running it on a batch."""
+    import openvino as ov  # here, not at the top: `--openvino false` runs where OpenVINO is not installed
+
+    from anomalib_grad.deploy.openvino_graph import read_model
+
     compiled = ov.Core().compile_model(read_model(xml), "CPU", FP32)
     return lambda images: compiled(images.numpy())

@@ -33,6 +33,16 @@ def test_startup_hook_imports_nothing_heavy(tmp_path):
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
+def test_a_comparison_without_openvino_needs_no_openvino_installed(tmp_path):
+    # `anomalib-grad compare --openvino false` is how GPU servers without OpenVINO run it (docs/compare.md).
+    code = (
+        "import sys; sys.modules['openvino'] = None; "  # any `import openvino` now raises ImportError
+        "import anomalib_grad.compare.cell, anomalib_grad.compare.runner, anomalib_grad.compare.cli; print('ok')"
+    )
+    result = run([sys.executable, "-c", code], tmp_path)
+    assert result.stdout.split()[-1:] == ["ok"], result.stderr[-3000:]
+
+
 def test_get_model_finds_grad_in_a_fresh_interpreter(tmp_path):
     code = (
         "from anomalib.models import get_model; "
