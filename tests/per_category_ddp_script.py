@@ -59,6 +59,7 @@ def batch(images: list[dict]) -> SimpleNamespace:
 
 def main() -> None:
     rank, world_size, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    out.mkdir(parents=True, exist_ok=True)  # every rank writes here, whichever comes first
     if world_size > 1:
         distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     images = [image for image in predictions() if world_size == 1 or image["rank"] == rank]
