@@ -10,12 +10,15 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch.utils.data import DataLoader, DistributedSampler
 
+from anomalib_grad import Grad
+from anomalib_grad.data.image_io import read_image
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.distributed import (
     allow_unused_parameters,
     score_each_image_once,
     seed_anomalies_per_rank,
 )
+from tests.integration.test_export import assert_parity, checkpoint_prediction, exported_prediction
 
 SCRIPT = Path(__file__).parents[1] / "ddp_script.py"
 
@@ -93,3 +96,9 @@ def test_two_processes_train_their_shards_and_test_like_one(synthetic_root, tmp_
     assert max(abs(scores[path] - single["scores"][path]) for path in scores) < 1e-5
     for name in ("image_AUROC", "pixel_AUROC"):
         assert pair[0]["metrics"][name] == pytest.approx(single["metrics"][name], abs=1e-6)
+
+    model = Grad.load_from_checkpoint(checkpoint).eval()  # ... and exports as usual, maps equal to the checkpoint's
+    test_images = sorted((synthetic_root / "textured_surface" / "test").glob("*/*.png"))[::10]
+    images = torch.stack([read_image(path, as_tensor=True) for path in test_images])
+    exported = exported_prediction(model.to_openvino(tmp_path / "openvino"), images)
+    assert_parity(exported, checkpoint_prediction(model, images))
