@@ -7,7 +7,7 @@ from anomalib.data import InferenceBatch
 from anomalib_grad import FeatureBlockPaste, GradModel
 from anomalib_grad.models.grad.components.fusion import GridFusion
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
-from anomalib_grad.models.grad.torch_model import AbnormalStageOutput, NormalStageOutput
+from anomalib_grad.models.grad.stages import AbnormalStageOutput, NormalStageOutput
 
 SMALL = {
     "input_size": (64, 64),

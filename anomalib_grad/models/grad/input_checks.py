@@ -1,4 +1,4 @@
-"""Checks of GRAD's inputs: usable image sizes, and finite images and features.
+"""Checks of GRAD's inputs: usable image sizes, image batches of that size, and finite images and features.
 
 Example:
     >>> check_input_size([256, 256])
@@ -62,3 +62,27 @@ def check_finite(values: torch.Tensor, image_paths: Sequence[str] | None) -> Non
         "pre-processing (normalisation), and that the backbone weights are intact."
     )
     raise ValueError(msg)
+
+
+def check_image_batch(images: torch.Tensor, input_size: tuple[int, int]) -> None:
+    """Fail clearly when a batch is not ``(B, 3, H, W)`` images of the model's input size.
+
+    Args:
+        images: The batch.
+        input_size: The model's ``(H, W)``.
+
+    Raises:
+        ValueError: Naming the batch's shape and the size the model was built for.
+
+    Example:
+        >>> check_image_batch(torch.zeros(1, 3, 64, 32), (64, 64))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: GRAD was built for 64×64 images (B, 3, H, W), got a batch of shape (1, 3, 64, 32). Resize ...
+    """
+    if images.dim() != 4 or tuple(images.shape[-2:]) != input_size:
+        msg = (
+            f"GRAD was built for {input_size[0]}×{input_size[1]} images (B, 3, H, W), got a batch of shape "
+            f"{tuple(images.shape)}. Resize in the pre-processor or build the model with this input_size."
+        )
+        raise ValueError(msg)

@@ -46,7 +46,9 @@ from anomalib_grad.models.grad.fusion_statistics import FusionStatistics
 from anomalib_grad.models.grad.input_checks import check_finite, check_input_size
 from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
 from anomalib_grad.models.grad.settings import check_abnormal_settings, check_stage_a_has_anomalies
-from anomalib_grad.models.grad.torch_model import AnomalySynthesis, GradModel, Stage
+from anomalib_grad.models.grad.stages import AnomalySynthesis, Stage
+from anomalib_grad.models.grad.subspace_fitting import FitPositionalSubspace
+from anomalib_grad.models.grad.torch_model import GradModel
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,9 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         refinement_cosine_weight: Weight of the cosine similarity. Defaults to ``0.7``.
         coordinate_noise_std: σ of the training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
+        positional_rank: Principal directions per feature position of the positional subspace added to
+            the normal branch (fit on the training images when training starts); ``0`` is the paper's
+            model without it. Defaults to ``0``.
         fbp_block_size: FBP block half-size B, fixed or ``[low, high]``. Defaults to ``[0, 9]``.
         fbp_intensity: FBP intensity I, fixed or ``[low, high]``. Defaults to ``[8.0, 16.0]``.
         fbp_position: FBP block centre ``[x, y]`` (each fixed or a range); ``None`` is uniform.
@@ -147,6 +152,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         refinement_cosine_weight: float = 0.7,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
+        positional_rank: int = 0,
         fbp_block_size: int | tuple[int, int] = (0, 9),
         fbp_intensity: float | tuple[float, float] = (8.0, 16.0),
         fbp_position: tuple[int | tuple[int, int], int | tuple[int, int]] | None = None,
@@ -206,6 +212,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             ),
             coordinate_noise_std=coordinate_noise_std,
             coordinate_noise_probability=coordinate_noise_probability,
+            positional_rank=positional_rank,
         )
         self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
         self.reconstruction_loss = ReconstructionLoss()
@@ -246,12 +253,12 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         return "abnormal" if epoch < self.abnormal_epochs else "normal"
 
     def configure_callbacks(self) -> list[Callback]:
-        """Add DDP handling and the fusion statistics (logged every validation epoch) to the inherited callbacks.
+        """Add DDP handling, the positional subspace's fit and the fusion statistics to the inherited callbacks.
 
         Returns:
             The callbacks Lightning adds to the trainer's own.
         """
-        return [*super().configure_callbacks(), DistributedGrad(), self.fusion_statistics]
+        return [*super().configure_callbacks(), DistributedGrad(), FitPositionalSubspace(), self.fusion_statistics]
 
     def on_fit_start(self) -> None:
         """Turn the feature cache off when training images are augmented; find real training anomalies."""

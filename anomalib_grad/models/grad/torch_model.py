@@ -1,17 +1,15 @@
 """PyTorch model of GRAD: Bi-Grid Reconstruction for Image Anomaly Detection.
 
-A frozen CNN gives aligned features φ at stride 8. Shared coordinate networks
-map φ to one global coordinate per image and one local coordinate per
-position; a *normal* and (optionally) an *abnormal* grid set are read at those
-coordinates, each feeds its fusion branch, and the two reconstructions are
-fused, refined by similarity to φ, and compared with φ to give the anomaly map.
+A frozen CNN gives aligned features φ at stride 8. Shared coordinate networks map φ to one global
+coordinate per image and one local coordinate per position; a *normal* and (optionally) an *abnormal*
+grid set are read at those coordinates, each feeds its fusion branch (the normal one optionally plus
+φ's projection on a per-position subspace of normal features), and the two reconstructions are fused,
+refined by similarity to φ, and compared with φ to give the anomaly map.
 
-The model owns both training stages, the way anomalib's SuperSimpleNet owns its
-anomaly generator: :meth:`GradModel.set_stage` freezes what a stage does not
-train, and the training forward of stage A synthesises anomalies (Feature Block
-Paste, Gaussian noise or none) and scores them, that of stage B reconstructs
-normal features. :meth:`GradModel.parameter_groups` gives the optimiser groups
-from the same table of parts.
+The model owns both training stages, the way anomalib's SuperSimpleNet owns its anomaly generator:
+:meth:`GradModel.set_stage` freezes what a stage does not train, the training forward of stage A
+synthesises anomalies (Feature Block Paste, Gaussian noise or none) and scores them, that of stage B
+reconstructs normal features; :meth:`GradModel.parameter_groups` gives the optimiser groups.
 
 Example:
     >>> import torch
@@ -25,7 +23,6 @@ Example:
 """
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
 
 import torch
 from anomalib.data import InferenceBatch
@@ -38,27 +35,18 @@ from anomalib_grad.models.grad.components.feature_extractor import AlignedFeatur
 from anomalib_grad.models.grad.components.fusion import FusionBranch, GridFusion
 from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureNoise
 from anomalib_grad.models.grad.components.grid import FeatureGrid
+from anomalib_grad.models.grad.components.positional_subspace import PositionalSubspace
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
-from anomalib_grad.models.grad.input_checks import check_input_size
+from anomalib_grad.models.grad.input_checks import check_image_batch, check_input_size
+from anomalib_grad.models.grad.stages import (
+    ANOMALY_SYNTHESES,
+    AbnormalStageOutput,
+    AnomalySynthesis,
+    NormalStageOutput,
+    Stage,
+)
 
-Stage = Literal["abnormal", "normal"]
-AnomalySynthesis = Literal["fbp", "gaussian_noise", "none"]
-ANOMALY_SYNTHESES = ("fbp", "gaussian_noise", "none")
 FEATURE_STRIDE = 8
-
-
-class AbnormalStageOutput(NamedTuple):
-    """Stage A's training output: the abnormal branch's per-position score ``d`` and its target mask."""
-
-    scores: torch.Tensor
-    mask: torch.Tensor
-
-
-class NormalStageOutput(NamedTuple):
-    """Stage B's training output: the refined reconstruction of normal features, and those features."""
-
-    reconstruction: torch.Tensor
-    features: torch.Tensor
 
 
 class GradModel(nn.Module):
@@ -86,6 +74,9 @@ class GradModel(nn.Module):
         refinement: The similarity refinement; ``None`` uses the paper's constants.
         coordinate_noise_std: σ of training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
+        positional_rank: Principal directions per position of the :class:`PositionalSubspace` whose
+            projection of φ is added to the normal branch's output (fit on the training features before
+            training); ``0`` is the paper's model, without it. Defaults to ``0``.
         smoothing_size: Side of the anomaly-map mean filter. Defaults to ``21``.
         score_pool_size: Side of the pool before the image-score maximum. Defaults to ``32``.
 
@@ -111,6 +102,7 @@ class GradModel(nn.Module):
         refinement: SimilarityRefinement | None = None,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
+        positional_rank: int = 0,
         smoothing_size: int = 21,
         score_pool_size: int = 32,
     ) -> None:
@@ -142,6 +134,9 @@ class GradModel(nn.Module):
                 self.anomaly_generator = blocks
             elif anomaly_synthesis == "gaussian_noise":
                 self.anomaly_generator = GaussianFeatureNoise(blocks, noise_std)
+        self.positional_subspace = (
+            PositionalSubspace(channels, self.feature_size, positional_rank) if positional_rank else None
+        )
         self.refinement = refinement or SimilarityRefinement()
         self.anomaly_map_generator = AnomalyMapGenerator(self.input_size, smoothing_size, score_pool_size)
         for module in (self.coordinate_mapper, self.normal_branch, self.abnormal_branch):
@@ -222,12 +217,7 @@ class GradModel(nn.Module):
         Raises:
             ValueError: If the images do not have the model's input size.
         """
-        if tuple(images.shape[-2:]) != self.input_size or images.dim() != 4:
-            msg = (
-                f"GRAD was built for {self.input_size[0]}×{self.input_size[1]} images (B, 3, H, W), got a batch of "
-                f"shape {tuple(images.shape)}. Resize in the pre-processor or build the model with this input_size."
-            )
-            raise ValueError(msg)
+        check_image_batch(images, self.input_size)
         return self.feature_extractor(images)
 
     def reconstruction_parts(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -243,6 +233,8 @@ class GradModel(nn.Module):
         """
         global_coordinates, local_coordinates = self.coordinate_mapper(features)
         normal = self.normal_branch(self.normal_grid(global_coordinates, local_coordinates))
+        if self.positional_subspace is not None:
+            normal = normal + self.positional_subspace(features)
         if self.abnormal_grid is None or self.abnormal_branch is None:
             return normal, None
         if self.training and self.stage == "normal":

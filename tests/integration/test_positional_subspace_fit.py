@@ -1,0 +1,41 @@
+"""Grad fits its positional subspace on the pre-processed normal training images when training starts."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from anomalib.engine import Engine
+from lightning.pytorch import seed_everything
+
+from anomalib_grad import Grad
+from anomalib_grad.data import SyntheticSurfaces
+from tests.conftest import SMALL_MODEL
+from tests.unit.test_positional_subspace import numpy_projection
+
+
+@pytest.mark.slow
+def test_engine_fit_fits_the_subspace_on_all_normal_training_images(synthetic_root: Path, tmp_path: Path):
+    seed_everything(0)
+    model = Grad(**SMALL_MODEL, positional_rank=4, abnormal_epochs=1, normal_epochs=1, visualizer=False)
+    datamodule = SyntheticSurfaces(root=synthetic_root, train_batch_size=16, num_workers=0)
+    Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False).fit(
+        model, datamodule=datamodule
+    )
+    subspace = model.model.positional_subspace
+    assert bool(subspace.fitted)
+    # The oracle: every training image, pre-processed by hand, through the backbone, then NumPy's SVD per position.
+    images = torch.stack([item.image for item in datamodule.train_data])
+    assert len(images) == 60
+    model.eval()
+    with torch.no_grad():
+        features = model.model.extract_features(model.pre_processor.transform(images)).double().numpy()
+        probe = features[:3] + 0.5
+        fitted = subspace(torch.from_numpy(probe).float()).numpy()
+    np.testing.assert_allclose(subspace.mean.numpy(), features.mean(0), atol=1e-4)
+    np.testing.assert_allclose(fitted, numpy_projection(features, probe, rank=4), atol=1e-3)
+    assert len(model.feature_cache) == 0  # the cache the fit filled is freed with the rest after training
+
+
+def test_paper_model_has_no_positional_subspace():
+    assert Grad(**SMALL_MODEL).model.positional_subspace is None

@@ -1,0 +1,85 @@
+"""The positional subspace against a NumPy oracle: per-position mean, principal directions and projection."""
+
+import numpy as np
+import pytest
+import torch
+
+from anomalib_grad.models.grad.components.positional_subspace import PositionalSubspace
+from anomalib_grad.models.grad.torch_model import GradModel
+
+
+def low_rank_features(count: int = 40, channels: int = 6, size: tuple[int, int] = (2, 3)) -> torch.Tensor:
+    """Features whose spread differs per position: position p varies mostly along its own 2 directions."""
+    generator = torch.Generator().manual_seed(0)
+    positions = size[0] * size[1]
+    directions = torch.randn(positions, 2, channels, generator=generator)
+    weights = torch.randn(count, positions, 2, generator=generator) * torch.tensor([3.0, 2.0])
+    features = torch.einsum("npk,pkc->npc", weights, directions) + 0.05 * torch.randn(count, positions, channels)
+    features += torch.arange(positions, dtype=torch.float32).view(1, positions, 1)  # a mean per position
+    return features.permute(0, 2, 1).reshape(count, channels, *size)
+
+
+def numpy_projection(train: np.ndarray, test: np.ndarray, rank: int) -> np.ndarray:
+    """Project ``test`` (N, C, h, w) onto each position's top-``rank`` PCA subspace of ``train`` via SVD."""
+    projected = np.empty_like(test)
+    for row in range(train.shape[2]):
+        for column in range(train.shape[3]):
+            samples = train[:, :, row, column]
+            mean = samples.mean(axis=0)
+            _, _, vt = np.linalg.svd(samples - mean, full_matrices=False)
+            basis = vt[:rank].T
+            projected[:, :, row, column] = mean + (test[:, :, row, column] - mean) @ basis @ basis.T
+    return projected
+
+
+@pytest.mark.parametrize("rank", [1, 2, 6])
+def test_projection_equals_per_position_pca_fitted_over_batches(rank):
+    features = low_rank_features()
+    subspace = PositionalSubspace(channels=6, feature_size=(2, 3), rank=rank)
+    for part in features.split(15):  # statistics accumulated over uneven batches
+        subspace.update(part)
+    subspace.fit()
+    test = low_rank_features(count=5) * 1.5
+    expected = numpy_projection(features.double().numpy(), test.double().numpy(), rank)
+    np.testing.assert_allclose(subspace(test).numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(subspace.mean.numpy(), features.double().mean(0).numpy(), atol=1e-5)
+    assert bool(subspace.fitted)
+
+
+def test_full_rank_projection_is_the_identity_and_statistics_are_freed():
+    features = low_rank_features()
+    subspace = PositionalSubspace(channels=6, feature_size=(2, 3), rank=6)
+    subspace.update(features)
+    subspace.fit()
+    torch.testing.assert_close(subspace(features), features, atol=1e-4, rtol=0)
+    with pytest.raises(RuntimeError, match="no statistics"):
+        subspace.statistics()
+
+
+@pytest.mark.parametrize("rank", [-1, 7])
+def test_rank_outside_the_channels_is_rejected(rank):
+    with pytest.raises(ValueError, match=r"positional_rank must lie in \[1, 6\]"):
+        PositionalSubspace(channels=6, feature_size=(2, 3), rank=rank)
+
+
+def test_fit_without_features_says_what_is_missing():
+    with pytest.raises(RuntimeError, match="call update\\(\\) with normal training features"):
+        PositionalSubspace(channels=6, feature_size=(2, 3), rank=2).fit()
+
+
+def test_grad_model_adds_the_projection_to_the_normal_branch_only():
+    torch.manual_seed(0)
+    plain = GradModel(input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=8, abnormal_grid=False)
+    torch.manual_seed(0)
+    model = GradModel(
+        input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=8, abnormal_grid=False, positional_rank=3
+    )
+    features = torch.randn(4, model.feature_extractor.out_channels, 8, 8)
+    model.positional_subspace.update(features)
+    model.positional_subspace.fit()
+    normal, abnormal = model.eval().reconstruction_parts(features)
+    plain_normal, _ = plain.eval().reconstruction_parts(features)
+    torch.testing.assert_close(normal, plain_normal + model.positional_subspace(features))
+    assert abnormal is None
+    assert not any(key.startswith("positional_subspace") for key in plain.state_dict())
+    assert {"positional_subspace.mean", "positional_subspace.basis"} <= set(model.state_dict())
