@@ -57,7 +57,7 @@ class CellRecord:
     Loading is lenient, so that folders written by older or newer versions keep loading and resuming:
     a missing key (``cell`` and ``status`` aside) reads as ``None`` and is not written back, and a key this
     version does not know is kept in :attr:`extra` and written back in its place. Inside ``"cell"``, keys
-    that are not :class:`Cell` fields are ignored (a record without them has no other cell key to resume).
+    that are not :class:`Cell` fields are ignored (they are not part of the cell's key).
 
     Args:
         cell: The cell (model, category or ``"unified"``, training fraction, seed).

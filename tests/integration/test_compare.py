@@ -297,8 +297,8 @@ def test_a_dead_cell_process_is_recorded(data_root: Path, tmp_path: Path) -> Non
     folder = ResultsFolder(tmp_path / "results")
     folder.claim(plan)
     record = run_cell_process(folder.plan_file, plan.cells()[0], folder)
-    assert record["status"] == "failed"
-    assert "exit code 3" in record["error"]
+    assert record.status == "failed"
+    assert "exit code 3" in record.error
     assert json.loads(folder.record_file(plan.cells()[0]).read_text())["status"] == "failed"
 
 
