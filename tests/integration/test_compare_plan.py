@@ -1,4 +1,4 @@
-"""Tests of ``anomalib-grad compare`` before anything trains: plan, models, data checks, command line."""
+"""Tests of ``anomalib-grad compare`` before anything trains: plan, models and presets, data checks, command line."""
 
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from anomalib_grad.compare import (
 )
 from anomalib_grad.compare.cli import build_parser, main, plan_from_options
 from anomalib_grad.compare.data import check_categories, prepare_datamodule
+from anomalib_grad.compare.models import CATEGORY_ARGS, PRESETS, describe_preset, preset_args
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,6 +113,20 @@ def test_presets_share_the_backbone_weights() -> None:
     assert grad.model.input_size == (192, 160)
 
 
+def test_preset_args_apply_the_category_table() -> None:
+    assert preset_args("patchcore", "bottle") == PRESETS["patchcore"][1]
+    assert preset_args("patchcore", "bottle")["coreset_sampling_ratio"] == 0.01
+    assert preset_args("patchcore", "magnetic_tile") == {**PRESETS["patchcore"][1], "coreset_sampling_ratio": 0.001}
+    assert preset_args("padim", "magnetic_tile") == PRESETS["padim"][1]
+    assert preset_args("grad") == {}
+    assert describe_preset("grad") == "CPU preset"
+    assert describe_preset("padim", "magnetic_tile") == "layers blocks.1/2/4, n_features=100"
+    assert describe_preset("patchcore", "bottle") == "layers blocks.2/4, coreset_sampling_ratio=0.01"
+    assert describe_preset("patchcore", init_args={"coreset_sampling_ratio": 0.0025}) == (
+        "layers blocks.2/4, coreset_sampling_ratio=0.0025"
+    )
+
+
 # --- data ---------------------------------------------------------------------------------------------
 
 
@@ -170,6 +185,18 @@ def test_shipped_compare_config_makes_a_valid_plan(monkeypatch: pytest.MonkeyPat
     assert plan.model_init_args("patchcore", "magnetic_tile") == {"coreset_sampling_ratio": 0.001}
     assert len(plan.cells()) == 3 * 2 * 3  # models × categories × seeds
     assert str(options.output) == "results/compare/cpu_real"
+
+
+def test_shipped_compare_config_agrees_with_the_preset_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    plan = plan_from_options(
+        build_parser().parse_args(["compare", "--config", "configs/compare/cpu_real.yaml"]).compare
+    )
+    assert set(CATEGORY_ARGS) <= set(plan.categories)  # the table's every category is in the README's command
+    for model in plan.models:
+        for category in plan.categories:
+            as_built = {**PRESETS[model][1], **plan.model_init_args(model, category)}  # as build_model merges them
+            assert as_built == preset_args(model, category), (model, category)
 
 
 def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.MonkeyPatch) -> None:
