@@ -140,9 +140,9 @@ class CellRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-compatible data, keys in the order of the file.
 
-        A new record has the keys of :data:`ALWAYS_WRITTEN` for its status, then the others that have a
-        value. A record read by :meth:`from_dict` has the keys it was read with, in the same order (unknown
-        ones included), then any other key that got a value since.
+        A new record has, in field order, the keys of :data:`ALWAYS_WRITTEN` for its status (null or not)
+        and the others that have a value. A record read by :meth:`from_dict` has the keys it was read with,
+        in the same order (unknown ones included), then any other key that got a value since.
 
         Returns:
             The content of the record file.
