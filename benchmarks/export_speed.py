@@ -41,7 +41,7 @@ from anomalib_grad.deploy.export import quantize_on_training_images
 from anomalib_grad.deploy.openvino_graph import read_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from presets import CORESET_RATIOS, build_model
+from presets import build_model
 
 MODEL_CLASSES = {"grad": Grad, "padim": Padim, "patchcore": Patchcore}
 INPUT_SIZE = (256, 256)
@@ -62,7 +62,7 @@ def trained_model(name: str, datamodule: MVTecLayout, output: Path) -> AnomalibM
     checkpoint = output / "checkpoints" / f"{name}_{datamodule.category}.ckpt"
     if not checkpoint.is_file():
         seed_everything(0)
-        model, _ = build_model(name, CORESET_RATIOS.get(datamodule.category, 0.01))
+        model, _ = build_model(name, datamodule.category)
         engine = Engine(default_root_dir=output / "runs", accelerator="cpu", logger=False, enable_progress_bar=False)
         start = time.perf_counter()
         engine.fit(model, datamodule=datamodule)

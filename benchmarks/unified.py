@@ -38,7 +38,7 @@ from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
 from lightning.pytorch import seed_everything
 from PIL import Image
-from presets import CORESET_RATIOS, build_model
+from presets import build_model, coreset_ratio
 
 from anomalib_grad import Grad
 from anomalib_grad.callbacks import PerCategoryMetrics
@@ -155,7 +155,7 @@ def run_all(
     Returns:
         Table rows.
     """
-    ratios = {category: CORESET_RATIOS.get(category, 0.01) for category in categories}
+    ratios = {category: coreset_ratio(category) for category in categories}
     sizes = {category: len(list_images(root / category / "train" / "good")) for category in categories}
     weighted = sum(ratios[name] * sizes[name] for name in categories) / sum(sizes.values())
     ratios["unified"] = weighted if unified_ratio is None else unified_ratio
@@ -186,14 +186,14 @@ def run_all(
     if "grad_per_category" in runs:
         record_per_category("per category", "Grad", lambda _: grad_model(smoke), lambda c: category_data(root, c))
     if "patchcore_unified" in runs:
-        patchcore, settings = build_model("patchcore", ratios["unified"])
+        patchcore, settings = build_model("patchcore", init_args={"coreset_sampling_ratio": ratios["unified"]})
         datamodule = unified_data(root, categories)
         record("unified", f"PatchCore ({settings})", *evaluate(patchcore, datamodule, workdir / "patchcore_unified"))
     if "patchcore_per_category" in runs:
         record_per_category(
             "per category",
             "PatchCore",
-            lambda category: build_model("patchcore", ratios[category])[0],
+            lambda category: build_model("patchcore", category)[0],
             lambda category: category_data(root, category),
         )
     if "real_anomalies" in runs:

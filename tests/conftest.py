@@ -65,6 +65,23 @@ def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mixed_categories(tmp_path_factory.mktemp("mixed"))
 
 
+@pytest.fixture(scope="session")
+def compare_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The comparison tests' data: ``rgb`` (64×64) and ``gray`` (grayscale, 80×80), 8 training images each."""
+    from PIL import Image
+
+    from anomalib_grad.data import generate_synthetic_surfaces
+
+    root = tmp_path_factory.mktemp("compare_data")
+    counts = {"num_train": 8, "num_test_good": 2, "num_test_per_defect": 2}
+    generate_synthetic_surfaces(root, category="rgb", seed=0, image_size=64, **counts)
+    gray = generate_synthetic_surfaces(root, category="gray", seed=1, image_size=80, **counts)
+    for path in gray.rglob("*.png"):
+        if "ground_truth" not in path.parts:
+            Image.open(path).convert("L").save(path)
+    return root
+
+
 TRAINING_FIXTURES = {"trained", "comparison"}  # module fixtures that train models once for their tests
 
 

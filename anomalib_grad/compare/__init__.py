@@ -8,6 +8,7 @@ Example:
     >>> run_comparison(plan, Path("results/compare"))  # doctest: +SKIP
 """
 
+from anomalib_grad.compare.cell_record import CellRecord
 from anomalib_grad.compare.data import ComparisonDataError
 from anomalib_grad.compare.models import UnknownModelNameError, build_model
 from anomalib_grad.compare.plan import Cell, ComparisonPlan, PlanMismatchError
@@ -15,6 +16,7 @@ from anomalib_grad.compare.runner import run_comparison
 
 __all__ = [
     "Cell",
+    "CellRecord",
     "ComparisonDataError",
     "ComparisonPlan",
     "PlanMismatchError",

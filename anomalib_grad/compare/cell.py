@@ -10,7 +10,7 @@ Example:
     >>> plan = ComparisonPlan(models=["padim"], root="../shared/data/real", categories=["bottle"])
     >>> record = run_cell(plan, Cell("padim", "bottle", 1.0), Path("results/compare/cells/padim__bottle__1__seed0"))
     ... # doctest: +SKIP
-    >>> record["rows"][0]["image_AUROC"]  # doctest: +SKIP
+    >>> record.rows[0]["image_AUROC"]  # doctest: +SKIP
     1.0
 """
 
@@ -36,6 +36,7 @@ from lightning.pytorch import seed_everything
 from torchvision.transforms.v2.functional import resize
 
 from anomalib_grad.callbacks import PerCategoryMetrics
+from anomalib_grad.compare.cell_record import OK, CellRecord
 from anomalib_grad.compare.data import prepare_datamodule
 from anomalib_grad.compare.memory import MEGABYTE, PeakMemory
 from anomalib_grad.compare.models import build_model
@@ -155,7 +156,7 @@ def save_examples(
     return described
 
 
-def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
+def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> CellRecord:
     """Train and test one cell, and measure it.
 
     Args:
@@ -193,32 +194,32 @@ def run_cell(plan: ComparisonPlan, cell: Cell, folder: Path) -> dict[str, Any]:
     if engine.best_model_path:
         shutil.copy(engine.best_model_path, folder / "model.ckpt")
         shutil.rmtree(folder / "run", ignore_errors=True)
-    record: dict[str, Any] = {
-        "status": "ok",
-        "init_args": init_args,
-        "rows": metrics.results,
-        "n_train": n_train,
-        "fit_s": fit_seconds,
-        "test_s": test_seconds,
-        "peak_train_mb": training_memory.peak_mb,
-        "peak_test_mb": testing_memory.peak_mb,
-        "peak_train_gpu_mb": training_memory.peak_gpu_mb,
-        "peak_test_gpu_mb": testing_memory.peak_gpu_mb,
-        "model_mb": _state_dict_megabytes(model),
-        "fusion": _fusion_statistics(model),
-    }
+    record = CellRecord(
+        cell=cell,
+        status=OK,
+        init_args=init_args,
+        rows=metrics.results,
+        n_train=n_train,
+        fit_s=fit_seconds,
+        test_s=test_seconds,
+        peak_train_mb=training_memory.peak_mb,
+        peak_test_mb=testing_memory.peak_mb,
+        peak_train_gpu_mb=training_memory.peak_gpu_mb,
+        peak_test_gpu_mb=testing_memory.peak_gpu_mb,
+        model_mb=_state_dict_megabytes(model),
+        fusion=_fusion_statistics(model),
+    )
     test_images = torch.stack([datamodule.test_data[i].image for i in range(plan.throughput_batch_size)])
     batch = resize(test_images, list(plan.image_size)).clamp(0, 1)
-    record["torch"] = measure_speed(torch_runner(model, device), batch, plan.timing_seconds)
-    record["examples"] = save_examples(model, datamodule, cell.category, plan, folder / EXAMPLES_FILE)
-    record["openvino"] = record["openvino_error"] = None
+    record.torch = measure_speed(torch_runner(model, device), batch, plan.timing_seconds)
+    record.examples = save_examples(model, datamodule, cell.category, plan, folder / EXAMPLES_FILE)
     if plan.openvino and cell.fraction == plan.full_fraction:  # the scaling cells time torch only
         try:
             xml = export_openvino(model, folder / "openvino", batch)
-            record["openvino"] = measure_speed(openvino_runner(xml), batch, plan.timing_seconds)
-            record["openvino_mb"] = xml.with_suffix(".bin").stat().st_size / MEGABYTE
+            record.openvino = measure_speed(openvino_runner(xml), batch, plan.timing_seconds)
+            record.openvino_mb = xml.with_suffix(".bin").stat().st_size / MEGABYTE
         except Exception as error:  # any export failure is reported; the cell's results stand
-            record["openvino_error"] = f"{type(error).__name__}: {error}"
+            record.openvino_error = f"{type(error).__name__}: {error}"
     return record
 
 
@@ -237,9 +238,9 @@ def main(arguments: list[str] | None = None) -> int:
         record = run_cell(plan, cell, Path(folder))
     except Exception as error:  # recorded; the runner goes on with other cells
         traceback.print_exc()
-        record = {"status": "failed", "error": f"{type(error).__name__}: {error}"}
-    write_json_atomic(Path(record_file), {"cell": cell.__dict__, **record})
-    return 0 if record["status"] == "ok" else 1
+        record = CellRecord.failure(cell, f"{type(error).__name__}: {error}")
+    write_json_atomic(Path(record_file), record.to_dict())
+    return 0 if record.ok else 1
 
 
 if __name__ == "__main__":

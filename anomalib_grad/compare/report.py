@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib_grad.callbacks.per_category_metrics import MEAN_ROW, METRIC_NAMES
+from anomalib_grad.compare.cell_record import CellRecord
 from anomalib_grad.compare.plan import Cell, ComparisonPlan
 from anomalib_grad.writers import markdown_table, write_csv_atomic, write_json_atomic, write_text_atomic
 
@@ -47,25 +48,30 @@ SCALING_COLUMNS = (
 STD_SUFFIX = "_std"
 
 
-def _costs(record: dict[str, Any]) -> dict[str, Any]:
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _costs(record: CellRecord) -> dict[str, Any]:
     """The cost columns of a successful record."""
-    openvino = record.get("openvino") or {}
+    openvino = record.openvino or {}
     return {
-        "train_s": record["fit_s"],
-        "test_s": record["test_s"],
-        "peak_train_mb": record["peak_train_mb"],
-        "peak_test_mb": record["peak_test_mb"],
-        **{name: math.nan if record.get(name) is None else record[name] for name in GPU_COST_NAMES},
-        "model_mb": record["model_mb"],
-        "torch_img_s": record["torch"]["images_per_s"],
+        "train_s": record.fit_s,
+        "test_s": record.test_s,
+        "peak_train_mb": record.peak_train_mb,
+        "peak_test_mb": record.peak_test_mb,
+        "peak_train_gpu_mb": _or_nan(record.peak_train_gpu_mb),
+        "peak_test_gpu_mb": _or_nan(record.peak_test_gpu_mb),
+        "model_mb": record.model_mb,
+        "torch_img_s": record.torch["images_per_s"],
         "openvino_img_s": openvino.get("images_per_s", math.nan),
     }
 
 
-def _status(record: dict[str, Any]) -> str:
-    if record["status"] != "ok":
-        return f"failed: {record['error']}"
-    return f"OpenVINO export failed: {record['openvino_error']}" if record.get("openvino_error") else "ok"
+def _status(record: CellRecord) -> str:
+    if not record.ok:
+        return f"failed: {record.error}"
+    return f"OpenVINO export failed: {record.openvino_error}" if record.openvino_error else "ok"
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -83,9 +89,9 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(finite) if len(finite) > 1 else math.nan
 
 
-def _fusion(record: dict[str, Any]) -> dict[str, float]:
-    fusion = record.get("fusion") or {}
-    return {name: math.nan if fusion.get(name) is None else fusion[name] for name in FUSION_NAMES}
+def _fusion(record: CellRecord) -> dict[str, float]:
+    fusion = record.fusion or {}
+    return {name: _or_nan(fusion.get(name)) for name in FUSION_NAMES}
 
 
 def _largest(values: list[float]) -> float:
@@ -103,32 +109,32 @@ def _shown(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> tuple[str, .
 
 
 def _seed_records(
-    plan: ComparisonPlan, records: dict[str, dict[str, Any]], model: str, group: str, fraction: float
-) -> list[dict[str, Any]]:
+    plan: ComparisonPlan, records: dict[str, CellRecord], model: str, group: str, fraction: float
+) -> list[CellRecord]:
     """The finished records of one model, group and fraction, one per seed that ran."""
     cells = (Cell(model, group, fraction, seed) for seed in plan.seeds)
     return [records[cell.key] for cell in cells if cell.key in records]
 
 
-def _category_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _category_rows(record: CellRecord) -> list[dict[str, Any]]:
     """A successful record's metric rows per category (its mean row left out)."""
-    return [row for row in record["rows"] if row["category"] != MEAN_ROW]
+    return [row for row in record.rows if row["category"] != MEAN_ROW]
 
 
-def _status_of(records: list[dict[str, Any]]) -> str:
+def _status_of(records: list[CellRecord]) -> str:
     failed = list(dict.fromkeys(status for status in map(_status, records) if status != "ok"))
     return "; ".join(failed) if failed else "ok"
 
 
-def _detail_rows(model: str, group: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _detail_rows(model: str, group: str, runs: list[CellRecord]) -> list[dict[str, Any]]:
     """Rows per category of one model and group: metrics as mean and std over seeds, costs as mean."""
-    ok = [record for record in runs if record["status"] == "ok"]
+    ok = [record for record in runs if record.ok]
     per_seed = [_category_rows(record) for record in ok]
     categories = [row["category"] for row in per_seed[0]] if per_seed else [group]
     costs = [_costs(record) for record in ok]
     rows = []
     for index, category in enumerate(categories):
-        row: dict[str, Any] = {"model": model, "category": category, "n_train": runs[0].get("n_train", math.nan)}
+        row: dict[str, Any] = {"model": model, "category": category, "n_train": _or_nan(runs[0].n_train)}
         row["seeds"] = len(ok)
         for name in METRIC_NAMES:
             values = [seed_rows[index][name] for seed_rows in per_seed]
@@ -140,7 +146,7 @@ def _detail_rows(model: str, group: str, runs: list[dict[str, Any]]) -> list[dic
     return rows
 
 
-def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, CellRecord]) -> dict[str, Any] | None:
     """One model's row: per seed the mean over categories, then mean ± std over seeds; costs per seed, averaged."""
     runs = {group: _seed_records(plan, records, model, group, plan.full_fraction) for group in plan.training_groups}
     if not any(runs.values()):
@@ -150,7 +156,7 @@ def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, dict[str, 
     categories: set[str] = set()
     for seed in plan.seeds:
         seed_records = [records.get(Cell(model, group, plan.full_fraction, seed).key) for group in runs]
-        ok = [record for record in seed_records if record is not None and record["status"] == "ok"]
+        ok = [record for record in seed_records if record is not None and record.ok]
         if not ok:
             continue
         rows = [row for record in ok for row in _category_rows(record)]
@@ -168,7 +174,7 @@ def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, dict[str, 
     for name in METRIC_NAMES:
         values = [metrics[name] for metrics in per_seed_metrics]
         row[name], row[name + STD_SUFFIX] = _mean(values), _std(values)
-    all_runs = [record for group_runs in runs.values() for record in group_runs if record["status"] == "ok"]
+    all_runs = [record for group_runs in runs.values() for record in group_runs if record.ok]
     row |= {name: _mean([_fusion(record)[name] for record in all_runs]) for name in FUSION_NAMES}
     for name in COST_NAMES:
         values = [costs[name] for costs in per_seed_costs]
@@ -177,7 +183,7 @@ def _summary_row(plan: ComparisonPlan, model: str, records: dict[str, dict[str, 
     return row
 
 
-def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def build_tables(plan: ComparisonPlan, records: dict[str, CellRecord]) -> dict[str, list[dict[str, Any]]]:
     """Turn the finished cells' records into the report's tables.
 
     Args:
@@ -205,11 +211,11 @@ def build_tables(plan: ComparisonPlan, records: dict[str, dict[str, Any]]) -> di
             continue
         for fraction in reversed(plan.train_fractions):
             for group in plan.training_groups:
-                ok = [r for r in _seed_records(plan, records, model, group, fraction) if r["status"] == "ok"]
+                ok = [record for record in _seed_records(plan, records, model, group, fraction) if record.ok]
                 if not ok:
                     continue
                 costs = [_costs(record) for record in ok]
-                row = {"model": model, "group": group, "fraction": fraction, "n_train": ok[0]["n_train"]}
+                row = {"model": model, "group": group, "fraction": fraction, "n_train": ok[0].n_train}
                 row |= {name: _mean([cost[name] for cost in costs]) for name in SCALING_COLUMNS[4:8]}
                 for name in ("image_AUROC", "pixel_AUROC"):
                     row[name] = _mean([_mean([item[name] for item in _category_rows(record)]) for record in ok])
@@ -229,7 +235,7 @@ def _cell(row: dict[str, Any], name: str) -> str:
     return str(value).replace("|", "/")
 
 
-def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folder: Path) -> dict[str, Path]:
+def write_report(plan: ComparisonPlan, records: dict[str, CellRecord], folder: Path) -> dict[str, Path]:
     """Write the Markdown, CSV and JSON report into ``folder``.
 
     Returns:
@@ -262,5 +268,6 @@ def write_report(plan: ComparisonPlan, records: dict[str, dict[str, Any]], folde
     write_text_atomic(paths["md"], "\n\n".join(sections) + "\n")
     columns = [*_shown(DETAIL_COLUMNS, tables["detail"]), *(name + STD_SUFFIX for name in METRIC_NAMES)]
     write_csv_atomic(paths["csv"], tables["detail"], columns)
-    write_json_atomic(paths["json"], {"plan": plan.to_dict(), **tables, "records": records})
+    raw = {key: record.to_dict() for key, record in records.items()}  # as the record files hold them
+    write_json_atomic(paths["json"], {"plan": plan.to_dict(), **tables, "records": raw})
     return paths

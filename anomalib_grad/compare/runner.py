@@ -33,6 +33,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from anomalib_grad.compare.cell import EXAMPLES_FILE, PARENT_PID_VARIABLE
+from anomalib_grad.compare.cell_record import CellRecord
 from anomalib_grad.compare.charts import anomaly_map_grid, bubble_chart, scaling_chart
 from anomalib_grad.compare.data import check_categories
 from anomalib_grad.compare.models import check_model_names
@@ -61,7 +62,7 @@ def run_cell_process(
     folder: ResultsFolder,
     lock: int | None = None,
     device_environment: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> CellRecord:
     """Run one cell in a new Python process and return its record (a failure record if it wrote none).
 
     The cell inherits the results folder's lock (``lock``, a file descriptor), so the folder stays locked
@@ -91,15 +92,15 @@ def run_cell_process(
             check=False,
         )
     if record_file.is_file():
-        return json.loads(record_file.read_text(encoding="utf-8"))
+        return CellRecord.from_dict(json.loads(record_file.read_text(encoding="utf-8")))
     tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
     reason = "killed (out of memory?)" if process.returncode < 0 else f"exit code {process.returncode}"
-    record = {"cell": cell.__dict__, "status": "failed", "error": f"process {reason}: {' / '.join(tail)}"}
-    write_json_atomic(record_file, record)
+    record = CellRecord.failure(cell, f"process {reason}: {' / '.join(tail)}")
+    write_json_atomic(record_file, record.to_dict())
     return record
 
 
-def load_examples(plan: ComparisonPlan, folder: ResultsFolder, records: dict[str, dict[str, Any]]) -> dict:
+def load_examples(plan: ComparisonPlan, folder: ResultsFolder, records: dict[str, CellRecord]) -> dict:
     """The anomaly-map grid's arrays per model, from the successful full-fraction cells, group by group."""
     examples: dict[str, dict[str, Any]] = {}
     for model in plan.models:
@@ -107,9 +108,10 @@ def load_examples(plan: ComparisonPlan, folder: ResultsFolder, records: dict[str
         for group in plan.training_groups:
             cell = Cell(model, group, plan.full_fraction, plan.seeds[0])
             path = folder.cell_dir(cell) / EXAMPLES_FILE
-            if records.get(cell.key, {}).get("status") == "ok" and path.is_file():
+            record = records.get(cell.key)
+            if record is not None and record.ok and path.is_file():
                 with np.load(path) as arrays:
-                    parts.append(({name: arrays[name] for name in arrays.files}, records[cell.key]["examples"]))
+                    parts.append(({name: arrays[name] for name in arrays.files}, record.examples))
         if len(parts) == len(plan.training_groups):
             examples[model] = {
                 name: np.concatenate([part[0][name] for part in parts]) for name in ("images", "masks", "maps")
@@ -131,13 +133,13 @@ def write_outputs(plan: ComparisonPlan, folder: ResultsFolder) -> dict[str, Path
     return outputs | {name: path for name, path in charts.items() if path is not None}
 
 
-def _summary_line(cell: Cell, record: dict[str, Any], seconds: float) -> str:
-    if record["status"] != "ok":
-        return f"{cell.key}: FAILED after {seconds:.0f} s: {record['error']}"
-    mean = record["rows"][-1]
+def _summary_line(cell: Cell, record: CellRecord, seconds: float) -> str:
+    if not record.ok:
+        return f"{cell.key}: FAILED after {seconds:.0f} s: {record.error}"
+    mean = record.rows[-1]
     return (
         f"{cell.key}: image AUROC {mean['image_AUROC']:.4f}, pixel AUROC {mean['pixel_AUROC']:.4f}, "
-        f"trained in {record['fit_s']:.0f} s, {record['torch']['images_per_s']:.1f} img/s torch ({seconds:.0f} s)"
+        f"trained in {record.fit_s:.0f} s, {record.torch['images_per_s']:.1f} img/s torch ({seconds:.0f} s)"
     )
 
 
@@ -167,7 +169,7 @@ def run_comparison(plan: ComparisonPlan, output: Path, devices: int = 1) -> dict
     with folder.lock() as lock:
         folder.claim(plan)
         check_categories(plan)
-        finished = {key for key, record in folder.finished(plan).items() if record["status"] == "ok"}
+        finished = {key for key, record in folder.finished(plan).items() if record.ok}
         pending = [cell for cell in plan.cells() if cell.key not in finished]
         if finished:
             print(f"Resuming {output}: {len(finished)} of {len(plan.cells())} cells already done.", flush=True)
@@ -229,13 +231,13 @@ def _run_cells(
     lock: int | None,
     progress: Progress,
     task: TaskID,
-) -> Iterator[tuple[Cell, dict[str, Any], float]]:
+) -> Iterator[tuple[Cell, CellRecord, float]]:
     """Run ``cells`` on ``slots`` (one at a time per slot) and yield ``(cell, record, seconds)`` as each ends."""
     free: Queue[dict[str, str]] = Queue()
     for slot in slots:
         free.put(slot)
 
-    def run(cell: Cell) -> tuple[Cell, dict[str, Any], float]:
+    def run(cell: Cell) -> tuple[Cell, CellRecord, float]:
         slot = free.get()
         try:
             start = time.perf_counter()

@@ -92,7 +92,7 @@ def test_a_killed_parallel_comparison_resumes_with_only_its_unfinished_cells(mix
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert finished.read_text() == first  # the finished cell was not run again
     records = ResultsFolder(output).finished(ComparisonPlan(models=models, categories=["rgb"], **FAST))
-    assert sorted(record["status"] for record in records.values()) == ["ok", "ok"], records
+    assert sorted(record.status for record in records.values()) == ["ok", "ok"], records
 
 
 def test_a_results_folder_in_use_is_refused(mixed_root, tmp_path, monkeypatch, capsys):
