@@ -1,4 +1,4 @@
-"""Grad fits its positional subspace on the pre-processed normal training images when training starts."""
+"""Grad fits its positional subspace on the pre-processed normal training images; checkpoint and export keep it."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ from lightning.pytorch import seed_everything
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
 from tests.conftest import SMALL_MODEL
+from tests.integration.test_export import assert_parity, checkpoint_prediction, exported_prediction, sample_images
 from tests.unit.test_positional_subspace import numpy_projection
 
 
@@ -19,9 +20,8 @@ def test_engine_fit_fits_the_subspace_on_all_normal_training_images(synthetic_ro
     seed_everything(0)
     model = Grad(**SMALL_MODEL, positional_rank=4, abnormal_epochs=1, normal_epochs=1, visualizer=False)
     datamodule = SyntheticSurfaces(root=synthetic_root, train_batch_size=16, num_workers=0)
-    Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False).fit(
-        model, datamodule=datamodule
-    )
+    engine = Engine(default_root_dir=tmp_path, accelerator="cpu", logger=False, enable_progress_bar=False)
+    engine.fit(model, datamodule=datamodule)
     subspace = model.model.positional_subspace
     assert bool(subspace.fitted)
     # The oracle: every training image, pre-processed by hand, through the backbone, then NumPy's SVD per position.
@@ -35,6 +35,13 @@ def test_engine_fit_fits_the_subspace_on_all_normal_training_images(synthetic_ro
     np.testing.assert_allclose(subspace.mean.numpy(), features.mean(0), atol=1e-4)
     np.testing.assert_allclose(fitted, numpy_projection(features, probe, rank=4), atol=1e-3)
     assert len(model.feature_cache) == 0  # the cache the fit filled is freed with the rest after training
+
+    reloaded = Grad.load_from_checkpoint(engine.trainer.checkpoint_callback.best_model_path).eval()
+    for name in ("mean", "basis", "fitted"):
+        assert torch.equal(getattr(reloaded.model.positional_subspace, name), getattr(subspace, name)), name
+    images = sample_images(datamodule)
+    exported = exported_prediction(reloaded.to_openvino(tmp_path / "openvino"), images)
+    assert_parity(exported, checkpoint_prediction(reloaded, images))
 
 
 def test_paper_model_has_no_positional_subspace():
