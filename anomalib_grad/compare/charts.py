@@ -28,7 +28,7 @@ def _save(figure: plt.Figure, path: Path) -> Path:
 def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
     """Throughput vs mean image AUROC per model, bubble area proportional to peak memory (paper's Fig. 5).
 
-    The memory is the peak GPU memory when the models ran on a CUDA device, else the peak memory
+    The memory is the peak GPU memory when every model ran on a CUDA device, else the peak memory
     of the process and its data-loader workers (PSS summed, see :mod:`anomalib_grad.compare.memory`).
 
     Args:
@@ -41,7 +41,7 @@ def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
     rows = [row for row in summary if not math.isnan(row["image_AUROC"]) and not math.isnan(row["torch_img_s"])]
     if not rows:
         return None
-    kind = "_gpu" if has_gpu_memory(rows) else ""
+    kind = "_gpu" if all(has_gpu_memory([row]) for row in rows) else ""  # one unit for every bubble
     memories = [max(row[f"peak_train{kind}_mb"], row[f"peak_test{kind}_mb"]) for row in rows]
     figure, axes = plt.subplots(figsize=(6.4, 4.4))
     for row, memory in zip(rows, memories, strict=True):

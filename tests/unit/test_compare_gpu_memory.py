@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from anomalib_grad.callbacks.per_category_metrics import MEAN_ROW, METRIC_NAMES
-from anomalib_grad.compare import ComparisonPlan
+from anomalib_grad.compare import CellRecord, ComparisonPlan
 from anomalib_grad.compare.charts import bubble_chart
 from anomalib_grad.compare.memory import MEGABYTE, PeakMemory
 from anomalib_grad.compare.report import build_tables, write_report
@@ -22,10 +22,12 @@ from anomalib_grad.compare.report import build_tables, write_report
 PLAN = ComparisonPlan(models=["grad", "padim"], categories=["a", "b"], openvino=False)
 
 
-def record(category: str, gpu_mb: tuple[float, float] | None) -> dict:
-    """A successful cell record, as ``run_cell`` writes it (GPU fields ``None`` on a CPU)."""
+def record(key: str, gpu_mb: tuple[float, float] | None) -> dict:
+    """A successful cell record file, as ``run_cell`` writes it (GPU fields ``None`` on a CPU)."""
+    model, category, _, seed = key.split("__")
     rows = [{"category": name, **dict.fromkeys(METRIC_NAMES, 0.9)} for name in (category, MEAN_ROW)]
     return {
+        "cell": {"model": model, "category": category, "fraction": 1.0, "seed": int(seed.removeprefix("seed"))},
         "status": "ok",
         "rows": rows,
         "n_train": 10,
@@ -41,11 +43,12 @@ def record(category: str, gpu_mb: tuple[float, float] | None) -> dict:
     }
 
 
-def records(gpu: bool) -> dict[str, dict]:
-    """Per-category cells of two models; on a GPU, padim's larger peak is on category ``b``."""
+def records(gpu: bool, drop: tuple[str, ...] = ()) -> dict[str, CellRecord]:
+    """Per-category cells of two models; on a GPU, padim's larger peak is on category ``b``; ``drop``: keys left out."""
     memory = {"grad__a__1__seed0": (900.0, 400.0), "grad__b__1__seed0": (950.0, 300.0)}
     memory |= {"padim__a__1__seed0": (500.0, 700.0), "padim__b__1__seed0": (600.0, 1200.0)}
-    return {key: record(key.split("__")[1], gpu_mb if gpu else None) for key, gpu_mb in memory.items()}
+    files = {key: record(key, gpu_mb if gpu else None) for key, gpu_mb in memory.items()}
+    return {key: CellRecord.from_dict({k: v for k, v in data.items() if k not in drop}) for key, data in files.items()}
 
 
 def test_peak_gpu_memory_is_read_from_torch_on_a_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,9 +89,7 @@ def test_summary_takes_the_largest_gpu_peak_per_model() -> None:
 
 
 def test_old_records_without_gpu_fields_still_report(tmp_path: Path) -> None:
-    old = records(gpu=False)
-    for item in old.values():
-        del item["peak_train_gpu_mb"], item["peak_test_gpu_mb"]
+    old = records(gpu=False, drop=("peak_train_gpu_mb", "peak_test_gpu_mb"))
     paths = write_report(PLAN, old, tmp_path)
     detail = json.loads(paths["json"].read_text())["detail"]
     assert [row["peak_train_gpu_mb"] for row in detail] == [None] * 4
@@ -101,3 +102,13 @@ def test_bubble_chart_sizes_bubbles_by_gpu_memory_when_measured(tmp_path: Path) 
     cpu_chart = bubble_chart(cpu_summary, tmp_path / "cpu.png")
     with Image.open(gpu_chart) as gpu_image, Image.open(cpu_chart) as cpu_image:
         assert gpu_image.tobytes() != cpu_image.tobytes()  # different sizes and labels
+
+
+def test_bubble_chart_of_models_measured_on_gpu_and_cpu_uses_host_memory_for_all(tmp_path: Path) -> None:
+    mixed = records(gpu=True)
+    for key in ("padim__a__1__seed0", "padim__b__1__seed0"):  # padim ran on the CPU
+        mixed[key].peak_train_gpu_mb = mixed[key].peak_test_gpu_mb = None
+    chart = bubble_chart(build_tables(PLAN, mixed)["summary"], tmp_path / "mixed.png")
+    cpu_chart = bubble_chart(build_tables(PLAN, records(gpu=False))["summary"], tmp_path / "cpu.png")
+    with Image.open(chart) as mixed_image, Image.open(cpu_chart) as cpu_image:
+        assert mixed_image.tobytes() == cpu_image.tobytes()  # host memory, the unit every model has
