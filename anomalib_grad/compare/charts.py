@@ -9,19 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
-
-mpl.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from anomalib_grad.compare.report import has_gpu_memory
 from anomalib_grad.writers import atomic_path
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format=path.suffix.lstrip("."), dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return path
 
 
@@ -43,7 +40,8 @@ def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
         return None
     kind = "_gpu" if all(has_gpu_memory([row]) for row in rows) else ""  # one unit for every bubble
     memories = [max(row[f"peak_train{kind}_mb"], row[f"peak_test{kind}_mb"]) for row in rows]
-    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    figure = Figure(figsize=(6.4, 4.4))  # no pyplot: the charts leave the caller's backend alone
+    axes = figure.subplots()
     for row, memory in zip(rows, memories, strict=True):
         speed = row["openvino_img_s"] if not math.isnan(row["openvino_img_s"]) else row["torch_img_s"]
         axes.scatter(speed, row["image_AUROC"], s=2000 * memory / max(memories), alpha=0.45)
@@ -72,9 +70,8 @@ def anomaly_map_grid(examples: dict[str, dict[str, Any]], path: Path) -> Path | 
     models = list(examples)
     first = examples[models[0]]
     rows, columns = len(first["images"]), 2 + len(models)
-    figure, grid = plt.subplots(
-        rows, columns, figsize=(2.1 * columns, 2.1 * rows + 0.4), squeeze=False, layout="constrained"
-    )
+    figure = Figure(figsize=(2.1 * columns, 2.1 * rows + 0.4), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False)
     for row in range(rows):
         panels = [first["images"][row], first["masks"][row], *(examples[model]["maps"][row] for model in models)]
         titles = ["image", "ground truth", *models]
@@ -106,7 +103,8 @@ def scaling_chart(scaling: list[dict[str, Any]], path: Path) -> Path | None:
     if not scaling:
         return None
     panels = [("model_mb", "model size (MB)"), ("train_s", "training time (s)"), ("torch_img_s", "torch images/s")]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    figure = Figure(figsize=(4.2 * len(panels), 3.6))
+    axes = figure.subplots(1, len(panels))
     models = list(dict.fromkeys(row["model"] for row in scaling))
     groups = list(dict.fromkeys(row["group"] for row in scaling))
     line_styles = ["-", "--", ":", "-."]
