@@ -199,7 +199,7 @@ def test_shipped_compare_config_agrees_with_the_preset_table(monkeypatch: pytest
             assert as_built == preset_args(model, category), (model, category)
 
 
-def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_ablation_config_makes_its_variants(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     plan = plan_from_options(
         build_parser().parse_args(["compare", "--config", "configs/compare/ablation.yaml"]).compare
@@ -210,6 +210,11 @@ def test_shipped_ablation_config_makes_the_four_variants(monkeypatch: pytest.Mon
     epochs = {"abnormal_epochs": 4, "normal_epochs": 16}
     assert plan.model_init_args("grad", "bottle") == {"learn_from_real_anomalies": False, **epochs}
     assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True, **epochs}
+    assert plan.model_init_args("grad_convex", "bottle") == {
+        "fusion": "convex",
+        "learn_from_real_anomalies": False,
+        **epochs,
+    }
     assert plan.datamodule_args["holdout_anomalies_per_type"] == 5
     for model in plan.models:  # every variant builds
         build_model(
