@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anomalib_grad.compare.models import PRESETS
+
 UNIFIED = "unified"
 
 
@@ -91,7 +93,9 @@ class ComparisonPlan:
         num_examples: Test images per category shown in the anomaly-map grid.
 
     Raises:
-        ValueError: On an empty model or category list, duplicate names, or fractions outside ``(0, 1]``.
+        ValueError: On an empty model or category list, duplicate names, fractions outside ``(0, 1]``, or model
+            args for a name that is neither a model of the plan, a variant nor a preset. Args of a variant or preset
+            the plan does not run are ignored, so that ``--models`` can pick some of a config's models.
     """
 
     models: list[str]
@@ -130,16 +134,21 @@ class ComparisonPlan:
         if bad or len(set(self.train_fractions)) != len(self.train_fractions):
             msg = f"`train_fractions` must be distinct numbers in (0, 1], got {self.train_fractions}."
             raise ValueError(msg)
-        unknown = sorted(set(self.model_args) - set(self.models))
+        # Args of a preset or variant the plan does not run are kept unused (``--models`` picks from a
+        # config); any other name is a typo.
+        known = set(self.models) | set(self.variants) | set(PRESETS)
+        unknown = sorted(set(self.model_args) - known)
         unknown += sorted(
             f"{category}.{name}"
             for category, args in self.category_model_args.items()
             for name in args
-            if name not in self.models
+            if name not in known
         )
-        unknown += [f"variants.{name}" for name in sorted(set(self.variants) - set(self.models))]
         if unknown:
-            msg = f"Model args given for models not in the plan: {unknown}; the plan's models are {self.models}."
+            msg = (
+                f"Model args given for unknown models: {unknown}; name a model of the plan {self.models}, "
+                f"a variant {sorted(self.variants)} or a preset {sorted(PRESETS)}."
+            )
             raise ValueError(msg)
         for name, variant in self.variants.items():
             if not isinstance(variant, dict) or not isinstance(variant.get("model"), str):

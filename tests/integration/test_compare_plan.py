@@ -56,11 +56,11 @@ def test_variants_and_seeds_make_their_own_cells() -> None:
         ({"models": [], "categories": ["a"]}, "at least one"),
         ({"models": ["grad", "grad"], "categories": ["a"]}, "twice"),
         ({"models": ["grad"], "categories": ["a"], "train_fractions": [0.0, 1.0]}, r"\(0, 1\]"),
-        ({"models": ["grad"], "categories": ["a"], "model_args": {"padim": {}}}, "not in the plan"),
+        ({"models": ["grad"], "categories": ["a"], "model_args": {"gradd": {}}}, "unknown models"),
+        ({"models": ["grad"], "categories": ["a"], "category_model_args": {"a": {"padimm": {}}}}, "unknown models"),
         ({"models": ["grad"], "categories": ["a"], "seeds": []}, "at least one"),
         ({"models": ["grad"], "categories": ["a"], "seeds": [1, 1]}, "twice"),
         ({"models": ["x"], "categories": ["a"], "variants": {"x": {"abnormal_grid": False}}}, "name its base"),
-        ({"models": ["grad"], "categories": ["a"], "variants": {"x": {"model": "grad"}}}, "not in the plan"),
         (
             {"models": ["x", "y"], "categories": ["a"], "variants": {"x": {"model": "y"}, "y": {"model": "x"}}},
             "another",
@@ -70,6 +70,15 @@ def test_variants_and_seeds_make_their_own_cells() -> None:
 def test_plan_rejects_bad_settings(arguments: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ComparisonPlan(**arguments)
+
+
+def test_models_on_the_command_line_pick_from_a_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    arguments = ["compare", "--config", "configs/compare/ablation.yaml", "--models", "[grad_convex]"]
+    plan = plan_from_options(build_parser().parse_args(arguments).compare)
+    assert plan.models == ["grad_convex"]
+    assert plan.base_model("grad_convex") == "grad"
+    assert plan.model_init_args("grad_convex", "bottle")["fusion"] == "convex"
 
 
 def test_category_model_args_override_model_args() -> None:
