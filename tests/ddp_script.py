@@ -46,7 +46,7 @@ class RecordingGrad(Grad):
         self.record["digests"].append(self.part_digests())
 
     def on_train_epoch_start(self) -> None:
-        self.record["stages"].append(self.stage_at(self.current_epoch))
+        self.record["stages"].append(self.schedule.stage_at(self.current_epoch))
 
     def training_step(self, batch, *args, **kwargs):
         self.record["train_images"] += list(batch.image_path)
@@ -56,7 +56,7 @@ class RecordingGrad(Grad):
         return output
 
     def on_train_epoch_end(self) -> None:
-        self.record["cached"] = max(self.record["cached"], len(self.feature_cache))
+        self.record["cached"] = max(self.record["cached"], len(self.training_features.cache))
         self.record["digests"].append(self.part_digests())
 
     def on_test_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0) -> None:

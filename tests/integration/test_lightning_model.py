@@ -75,7 +75,7 @@ def test_each_stage_trains_exactly_its_parameters(synthetic_root, tmp_path):
         assert not any(changed(stage_b, frozen)), frozen
     # training features were computed in the first epoch only (60 images, 4 batches), then cached
     assert [epoch for epoch, training in calls if training] == [0, 0, 0, 0]
-    assert len(model.feature_cache) == 0  # freed after fit
+    assert len(model.training_features.cache) == 0  # freed after fit
 
 
 def test_optimizer_groups_and_trainer_arguments():

@@ -34,7 +34,7 @@ def test_engine_fit_fits_the_subspace_on_all_normal_training_images(synthetic_ro
         fitted = subspace(torch.from_numpy(probe).float()).numpy()
     np.testing.assert_allclose(subspace.mean.numpy(), features.mean(0), atol=1e-4)
     np.testing.assert_allclose(fitted, numpy_projection(features, probe, rank=4), atol=1e-3)
-    assert len(model.feature_cache) == 0  # the cache the fit filled is freed with the rest after training
+    assert len(model.training_features.cache) == 0  # the cache the fit filled is freed with the rest after training
 
     reloaded = Grad.load_from_checkpoint(engine.trainer.checkpoint_callback.best_model_path).eval()
     for name in ("mean", "basis", "fitted"):

@@ -55,7 +55,7 @@ def test_stage_a_scores_real_anomalies_against_their_masks():
     real_features, real_mask = model.real_anomaly_features(batch, features, batch.gt_label.bool())
     assert real_features.shape[0] == 1 and real_mask.shape == (1, 1, 8, 8)
     assert real_mask[0, 0, 1:3, 1:3].eq(1).all() and real_mask.sum() == 4
-    model.learn_from_real_anomalies = False
+    model.training_features.learn_from_real_anomalies = False
     assert model.real_anomaly_features(batch, features, batch.gt_label.bool())[0].shape[0] == 0
 
 
@@ -63,7 +63,9 @@ def test_stage_a_draws_from_the_datamodule_anomalies():
     model = Grad(**SMALL_MODEL)
     anomalies = make_batch([1, 1, 1])
     items = list(anomalies)
-    model.real_anomalies = RealAnomalyStream(DataLoader(items, batch_size=2, collate_fn=ImageBatch.collate))
+    model.training_features.real_anomalies = RealAnomalyStream(
+        DataLoader(items, batch_size=2, collate_fn=ImageBatch.collate)
+    )
     batch = make_batch([0, 0])
     features = model.model.extract_features(batch.image)
     sizes = [model.real_anomaly_features(batch, features, batch.gt_label.bool())[0].shape[0] for _ in range(3)]

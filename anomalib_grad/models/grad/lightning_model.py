@@ -2,8 +2,8 @@
 
 The algorithm, both training stages included, lives in
 :class:`~anomalib_grad.models.grad.torch_model.GradModel`; :class:`Grad` is the Lightning plumbing:
-stages by epoch, losses, logging, the optimiser, the feature cache (the backbone is frozen and images are
-not augmented, so each training image's features are computed once) and the datamodule's real defects.
+stages by epoch, losses, logging, the optimiser, and the training images' features
+(:class:`~anomalib_grad.models.grad.training_features.TrainingFeatures`: cached, real defects included).
 
 Example:
     >>> from anomalib.data import MVTecAD
@@ -12,8 +12,8 @@ Example:
     >>> Engine().train(Grad(), datamodule=MVTecAD(category="bottle"))  # doctest: +SKIP
 """
 
-import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -26,31 +26,24 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
-from torch.optim import AdamW
-from torch.optim.lr_scheduler import StepLR
 
 from anomalib_grad.deploy.checkpoint_mixin import GradCheckpointMixin
 from anomalib_grad.deploy.export import GradExportMixin
 from anomalib_grad.deploy.pre_processor import ExactPreProcessor
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
-from anomalib_grad.models.grad.components.feature_cache import FeatureCache
 from anomalib_grad.models.grad.components.fusion import GridFusion
-from anomalib_grad.models.grad.components.real_anomalies import (
-    RealAnomalyStream,
-    anomalous_rows_with_masks,
-    mask_to_feature_grid,
-)
+from anomalib_grad.models.grad.components.real_anomalies import anomalous_rows_with_masks
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
 from anomalib_grad.models.grad.distributed import DistributedGrad
 from anomalib_grad.models.grad.fusion_statistics import FusionStatistics
 from anomalib_grad.models.grad.input_checks import check_finite, check_input_size
 from anomalib_grad.models.grad.loss import ContrastiveLoss, ReconstructionLoss
+from anomalib_grad.models.grad.schedule import TrainingSchedule
 from anomalib_grad.models.grad.settings import check_abnormal_settings, check_stage_a_has_anomalies
-from anomalib_grad.models.grad.stages import AnomalySynthesis, Stage
+from anomalib_grad.models.grad.stages import AnomalySynthesis
 from anomalib_grad.models.grad.subspace_fitting import FitPositionalSubspace
 from anomalib_grad.models.grad.torch_model import GradModel
-
-logger = logging.getLogger(__name__)
+from anomalib_grad.models.grad.training_features import TrainingFeatures
 
 
 class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
@@ -66,8 +59,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         layers: Backbone layers at strides 8 and 16; ``None`` finds them.
         pre_trained: Use ImageNet weights. Defaults to ``True``.
         input_size: Image size ``(H, W)`` after pre-processing. Defaults to ``(256, 256)``.
-        abnormal_grid: Both grid sets (GRAD); ``False`` is the normal grid alone: no abnormal grid,
-            branch, fusion or stage A (the ablation baseline). Defaults to ``True``.
+        abnormal_grid: Both grid sets (GRAD); ``False`` is the normal grid alone (the ablation baseline).
         local_grid_size: Local grid side Rl. Defaults to ``8``.
         global_grid_size: Global grid side Rg. Defaults to ``4``.
         branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
@@ -75,9 +67,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         fusion: ``"learned"`` weight (official code) or ``"convex"`` blend (paper).
         fusion_weight: Start value of the learned fusion weight. Defaults to ``-0.2``.
         fusion_blend: λ of the convex blend. Defaults to ``0.9``.
-        anomaly_synthesis: Stage A's synthetic anomalies: ``"fbp"`` (Feature Block Paste),
-            ``"gaussian_noise"`` (Gaussian feature noise inside FBP's block shapes, SimpleNet-style) or
-            ``"none"`` (real defects of the datamodule only). Defaults to ``"fbp"``.
+        anomaly_synthesis: Stage A's anomalies: ``"fbp"``, ``"gaussian_noise"`` or ``"none"`` (real only).
         noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
         abnormal_epochs: Epochs of stage A (abnormal grid). Defaults to ``4``.
         normal_epochs: Epochs of stage B (normal grid). Defaults to ``46``: 50 epochs in all, the paper's
@@ -95,9 +85,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         refinement_cosine_weight: Weight of the cosine similarity. Defaults to ``0.7``.
         coordinate_noise_std: σ of the training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
-        positional_rank: Principal directions per feature position of the positional subspace added to
-            the normal branch (fit on the training images when training starts); ``0`` is the paper's
-            model without it. Defaults to ``0``.
+        positional_rank: Rank of the positional subspace (fit when training starts); ``0``: none (paper).
         fbp_block_size: FBP block half-size B, fixed or ``[low, high]``. Defaults to ``[0, 9]``.
         fbp_intensity: FBP intensity I, fixed or ``[low, high]``. Defaults to ``[8.0, 16.0]``.
         fbp_position: FBP block centre ``[x, y]`` (each fixed or a range); ``None`` is uniform.
@@ -106,14 +94,11 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         fbp_per_image: One FBP block per image instead of per batch. Defaults to ``False``.
         fbp_blur_sigma: σ of FBP's 3×3 Gaussian blur. Defaults to ``0.8``.
         fbp_seed: Seed of FBP's generator; ``None`` follows torch's global seed.
-        learn_from_real_anomalies: In stage A, also learn from the datamodule's real defective images
-            with masks (``anomaly_train_dataloader()``, e.g. ``holdout_anomalies_per_type`` or
-            ``external_anomalies`` of :class:`~anomalib_grad.data.MultiCategory`) and from anomalous
-            images in training batches. Defaults to ``True``.
+        learn_from_real_anomalies: In stage A, also learn from real defective images with masks: the
+            datamodule's ``anomaly_train_dataloader()`` and anomalous training images. Defaults to ``True``.
         cache_features: Cache backbone features of training images. Defaults to ``True``.
         pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation
-            (exported with the same antialiased resize, see
-            :class:`~anomalib_grad.deploy.pre_processor.ExactPreProcessor`).
+            (exported exactly: :class:`~anomalib_grad.deploy.pre_processor.ExactPreProcessor`).
         post_processor: Post-processor or flag. Defaults to ``True``.
         evaluator: Evaluator or flag. Defaults to ``True``.
         visualizer: Visualizer or flag. Defaults to ``True``.
@@ -177,22 +162,15 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        if abnormal_epochs < 0 or normal_epochs < 1:
-            msg = f"Need abnormal_epochs >= 0 and normal_epochs >= 1, got {abnormal_epochs} and {normal_epochs}."
-            raise ValueError(msg)
+        self.schedule = TrainingSchedule(
+            abnormal_epochs, normal_epochs, grid_lr, lr, weight_decay, lr_step_epochs, lr_gamma, gradient_clip_val
+        )
         if not abnormal_grid:
             check_abnormal_settings(self.hparams)
-            abnormal_epochs = 0
-        feature_block_paste = FeatureBlockPaste(
-            block_size=fbp_block_size,
-            intensity=fbp_intensity,
-            position=fbp_position,
-            walk_steps=fbp_walk_steps,
-            connectivity=fbp_connectivity,
-            per_image=fbp_per_image,
-            blur_sigma=fbp_blur_sigma,
-            seed=fbp_seed,
-        )
+            self.schedule = replace(self.schedule, abnormal_epochs=0)
+        fbp_settings = {
+            name.removeprefix("fbp_"): value for name, value in self.hparams.items() if name.startswith("fbp_")
+        }
         self.model = GradModel(
             input_size=input_size,
             backbone=backbone,
@@ -205,7 +183,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             branch_width=branch_width,
             fusion=GridFusion(fusion, fusion_weight, fusion_blend) if abnormal_grid else None,
             anomaly_synthesis=anomaly_synthesis,
-            feature_block_paste=feature_block_paste,
+            feature_block_paste=FeatureBlockPaste(**fbp_settings),
             noise_std=noise_std,
             refinement=SimilarityRefinement(
                 refinement_threshold, refinement_indicator_weight, refinement_cosine_weight
@@ -216,18 +194,8 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         )
         self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
         self.reconstruction_loss = ReconstructionLoss()
-        self.feature_cache = FeatureCache(enabled=cache_features)
-        self.learn_from_real_anomalies = learn_from_real_anomalies
-        self.real_anomalies: RealAnomalyStream | None = None
+        self.training_features = TrainingFeatures(cache_features, learn_from_real_anomalies)
         self.fusion_statistics = FusionStatistics()
-        self.abnormal_epochs = abnormal_epochs
-        self.normal_epochs = normal_epochs
-        self.grid_lr = grid_lr
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.lr_step_epochs = lr_step_epochs
-        self.lr_gamma = lr_gamma
-        self.gradient_clip_val = gradient_clip_val
 
     @classmethod
     def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -241,17 +209,6 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         """
         return ExactPreProcessor(transform=super().configure_pre_processor(image_size).transform)
 
-    def stage_at(self, epoch: int) -> Stage:
-        """Tell which stage an epoch belongs to.
-
-        Args:
-            epoch: Zero-based epoch.
-
-        Returns:
-            ``"abnormal"`` for the first ``abnormal_epochs`` epochs, then ``"normal"``.
-        """
-        return "abnormal" if epoch < self.abnormal_epochs else "normal"
-
     def configure_callbacks(self) -> list[Callback]:
         """Add DDP handling, the positional subspace's fit and the fusion statistics to the inherited callbacks.
 
@@ -260,30 +217,29 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         """
         return [*super().configure_callbacks(), DistributedGrad(), FitPositionalSubspace(), self.fusion_statistics]
 
+    @property
+    def pre_processing_transform(self) -> Any:
+        """The pre-processor's transform (``None`` without one), for images outside the training batch."""
+        return None if self.pre_processor is None else self.pre_processor.transform
+
     def on_fit_start(self) -> None:
-        """Turn the feature cache off when training images are augmented; find real training anomalies."""
+        """Set up the training features (cache, real defects); check stage A has anomalies to learn from."""
         datamodule = getattr(self.trainer, "datamodule", None)
-        if getattr(datamodule, "train_augmentations", None) is not None:
-            logger.info("Training images are augmented: backbone features are not cached.")
-            self.feature_cache.enabled = False
-        if self.learn_from_real_anomalies:
-            self.real_anomalies = RealAnomalyStream.from_datamodule(datamodule)
-            if self.real_anomalies is not None:
-                logger.info("Stage A learns from %d real anomalous images beside FBP.", len(self.real_anomalies))
-        if self.abnormal_epochs and self.model.anomaly_generator is None:
-            check_stage_a_has_anomalies(datamodule, self.real_anomalies, self.learn_from_real_anomalies)
+        inputs = self.training_features
+        inputs.setup(datamodule)
+        if self.schedule.abnormal_epochs and self.model.anomaly_generator is None:
+            check_stage_a_has_anomalies(datamodule, inputs.real_anomalies, inputs.learn_from_real_anomalies)
 
     def on_fit_end(self) -> None:
         """Free the cached training features."""
-        self.feature_cache.clear()
+        self.training_features.clear()
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Train one batch in the current stage; ``None`` for a stage-B batch without normal images."""
         del args, kwargs  # These variables are not used.
-        stage = self.stage_at(self.current_epoch)
+        stage = self.schedule.stage_at(self.current_epoch)
         self.model.set_stage(stage)
-        features = self.feature_cache.get_or_compute(batch.image_path, batch.image, self.model.extract_features)
-        check_finite(features, batch.image_path)
+        features = self.training_features.features(batch.image_path, batch.image, self.model.extract_features)
         anomalous = anomalous_rows_with_masks(batch)
         normal_features = features[~anomalous]
         if stage == "abnormal":
@@ -303,25 +259,15 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
     def real_anomaly_features(
         self, batch: Batch, features: torch.Tensor, anomalous: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``(N, C, h, w)`` and feature-grid masks ``(N, 1, h, w)`` of the real anomalies of a stage-A step.
-
-        They are the batch's own ``anomalous`` images plus, when the datamodule offers training anomalies,
-        one batch of those, pre-processed like every other image; ``N`` is zero with
-        ``learn_from_real_anomalies`` off.
-        """
-        size = self.model.feature_size
-        parts = [(features[:0], features.new_zeros((0, 1, *size)))]
-        if self.learn_from_real_anomalies and bool(anomalous.any()):
-            parts.append((features[anomalous], mask_to_feature_grid(batch.gt_mask[anomalous], size)))
-        if self.learn_from_real_anomalies and self.real_anomalies is not None:
-            real = self.real_anomalies.next_batch(self.device)
-            images, masks = real.image, real.gt_mask
-            if self.pre_processor is not None and self.pre_processor.transform is not None:
-                images, masks = self.pre_processor.transform(images, masks)  # as for the training batch itself
-            real_features = self.feature_cache.get_or_compute(real.image_path, images, self.model.extract_features)
-            check_finite(real_features, real.image_path)
-            parts.append((real_features, mask_to_feature_grid(masks, size)))
-        return torch.cat([part[0] for part in parts]), torch.cat([part[1].to(features.dtype) for part in parts])
+        """Features and feature-grid masks of a stage-A step's real defects (see :class:`TrainingFeatures`)."""
+        return self.training_features.real_anomaly_features(
+            batch,
+            features,
+            anomalous,
+            self.model.extract_features,
+            self.pre_processing_transform,
+            self.model.feature_size,
+        )
 
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score a batch (``pred_score``, ``anomaly_map``) after checking its images are finite."""
@@ -334,30 +280,13 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
     predict_step = validation_step
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        """AdamW over the model's parameter groups (grids at ``grid_lr``, the rest at ``lr``), and StepLR.
-
-        Returns:
-            The optimiser and its epoch-wise scheduler.
-        """
-        groups = self.model.parameter_groups()
-        optimizer = AdamW(
-            [{"params": groups["grids"], "lr": self.grid_lr}, {"params": groups["networks"], "lr": self.lr}],
-            weight_decay=self.weight_decay,
-        )
-        scheduler = StepLR(optimizer, step_size=self.lr_step_epochs, gamma=self.lr_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        """AdamW over the model's parameter groups (grids at ``grid_lr``, the rest at ``lr``), and StepLR."""
+        return self.schedule.optimizer(self.model.parameter_groups())
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
         """Both stages' epochs, gradient clipping, and validation once after training."""
-        total_epochs = self.abnormal_epochs + self.normal_epochs
-        return {
-            "max_epochs": total_epochs,
-            "gradient_clip_val": self.gradient_clip_val,
-            "gradient_clip_algorithm": "norm",
-            "num_sanity_val_steps": 0,
-            "check_val_every_n_epoch": total_epochs,
-        }
+        return self.schedule.trainer_arguments
 
     @property
     def learning_type(self) -> LearningType:

@@ -2,8 +2,9 @@
 
 :class:`FitPositionalSubspace`, a callback of every :class:`~anomalib_grad.Grad` (its
 ``configure_callbacks``), makes one pass over the training loader when training starts: it
-pre-processes each batch as the training loop will, computes the backbone features through the
-model's feature cache (so the pass fills the cache that the first epoch would fill anyway),
+pre-processes each batch as the training loop will and computes the backbone features through the
+model's :class:`~anomalib_grad.models.grad.training_features.TrainingFeatures` (so the pass fills the
+cache that the first epoch would fill anyway),
 accumulates the statistics of the normal images, sums them over DDP processes and fits the
 :class:`~anomalib_grad.models.grad.components.positional_subspace.PositionalSubspace`. Models
 without one (``positional_rank=0``, the paper's model) are left alone.
@@ -21,7 +22,6 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_grad.models.grad.components.real_anomalies import anomalous_rows_with_masks
-from anomalib_grad.models.grad.input_checks import check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,11 @@ class FitPositionalSubspace(Callback):
         if subspace is None:
             return
         subspace.reset_statistics()
-        transform = pl_module.pre_processor.transform if pl_module.pre_processor is not None else None
         for batch in trainer.train_dataloader:
             batch = trainer.strategy.batch_to_device(batch)
-            images = transform(batch.image) if transform is not None else batch.image
-            features = pl_module.feature_cache.get_or_compute(
-                batch.image_path, images, pl_module.model.extract_features
+            features = pl_module.training_features.features(
+                batch.image_path, batch.image, pl_module.model.extract_features, pl_module.pre_processing_transform
             )
-            check_finite(features, batch.image_path)
             normal = features[~anomalous_rows_with_masks(batch)]
             if len(normal):
                 subspace.update(normal)

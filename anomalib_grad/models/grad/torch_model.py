@@ -6,10 +6,9 @@ grid set are read at those coordinates, each feeds its fusion branch (the normal
 φ's projection on a per-position subspace of normal features), and the two reconstructions are fused,
 refined by similarity to φ, and compared with φ to give the anomaly map.
 
-The model owns both training stages, the way anomalib's SuperSimpleNet owns its anomaly generator:
-:meth:`GradModel.set_stage` freezes what a stage does not train, the training forward of stage A
-synthesises anomalies (Feature Block Paste, Gaussian noise or none) and scores them, that of stage B
-reconstructs normal features; :meth:`GradModel.parameter_groups` gives the optimiser groups.
+The model owns both training stages, as anomalib's SuperSimpleNet owns its anomaly generator:
+:meth:`GradModel.set_stage` freezes what a stage does not train; stage A's forward synthesises
+anomalies and scores them, stage B's reconstructs normal features.
 
 Example:
     >>> import torch
@@ -39,11 +38,12 @@ from anomalib_grad.models.grad.components.positional_subspace import PositionalS
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
 from anomalib_grad.models.grad.input_checks import check_image_batch, check_input_size
 from anomalib_grad.models.grad.stages import (
-    ANOMALY_SYNTHESES,
     AbnormalStageOutput,
     AnomalySynthesis,
     NormalStageOutput,
     Stage,
+    check_anomaly_synthesis,
+    make_anomaly_generator,
 )
 
 FEATURE_STRIDE = 8
@@ -57,26 +57,21 @@ class GradModel(nn.Module):
         backbone: timm CNN name. Defaults to ``"tf_efficientnet_lite0"``.
         layers: Backbone layers at strides 8 and 16; ``None`` finds them.
         pre_trained: Use ImageNet weights. Defaults to ``True``.
-        abnormal_grid: Build the abnormal grid set, its branch and the fusion. ``False`` is the
-            normal grid alone (no stage A). Defaults to ``True``.
+        abnormal_grid: Build the abnormal grid set, branch and fusion; ``False``: the normal grid alone.
         local_grid_size: Local grid side Rl. Defaults to ``8``.
         global_grid_size: Global grid side Rg. Defaults to ``4``.
         branch_depth: Residual blocks per fusion branch (paper: 9). Defaults to ``2``.
         branch_width: Channels inside the branches; ``None`` keeps 2C (paper). Defaults to ``64``.
-        fusion: How the two reconstructions are fused; ``None`` is the official code's learned weight
-            starting at −0.2 (``GridFusion()``). Unused without the abnormal grid.
-        anomaly_synthesis: Stage A's synthetic anomalies: ``"fbp"`` (Feature Block Paste),
-            ``"gaussian_noise"`` (SimpleNet's noise, on FBP's block shapes) or ``"none"`` (real
-            defects only). Defaults to ``"fbp"``.
-        feature_block_paste: The FBP module (block shapes of both synthesisers); ``None`` builds one
-            with default settings.
+        fusion: How the two reconstructions are fused; ``None`` is ``GridFusion()`` (learned weight).
+        anomaly_synthesis: Stage A's anomalies: ``"fbp"`` (Feature Block Paste), ``"gaussian_noise"``
+            (SimpleNet's, on FBP's block shapes) or ``"none"`` (real defects only). Defaults to ``"fbp"``.
+        feature_block_paste: The FBP module (block shapes of both synthesisers); ``None``: defaults.
         noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
         refinement: The similarity refinement; ``None`` uses the paper's constants.
         coordinate_noise_std: σ of training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
-        positional_rank: Principal directions per position of the :class:`PositionalSubspace` whose
-            projection of φ is added to the normal branch's output (fit on the training features before
-            training); ``0`` is the paper's model, without it. Defaults to ``0``.
+        positional_rank: Rank of the :class:`PositionalSubspace` whose projection of φ is added to the
+            normal branch's output (fit before training); ``0``: none, the paper's model. Defaults to ``0``.
         smoothing_size: Side of the anomaly-map mean filter. Defaults to ``21``.
         score_pool_size: Side of the pool before the image-score maximum. Defaults to ``32``.
 
@@ -107,9 +102,7 @@ class GradModel(nn.Module):
         score_pool_size: int = 32,
     ) -> None:
         super().__init__()
-        if anomaly_synthesis not in ANOMALY_SYNTHESES:
-            msg = f"Unknown anomaly_synthesis '{anomaly_synthesis}': use one of {', '.join(ANOMALY_SYNTHESES)}."
-            raise ValueError(msg)
+        check_anomaly_synthesis(anomaly_synthesis)
         self.input_size = check_input_size(input_size)
         self.feature_size = (self.input_size[0] // FEATURE_STRIDE, self.input_size[1] // FEATURE_STRIDE)
         self.feature_extractor = AlignedFeatureExtractor(backbone, layers, pre_trained)
@@ -129,11 +122,7 @@ class GradModel(nn.Module):
             self.abnormal_branch = FusionBranch(channels, branch_depth, branch_width, normalize_input=True)
             self.fusion = fusion or GridFusion()
             blocks = feature_block_paste or FeatureBlockPaste()
-            blocks.check_fits(self.feature_size)
-            if anomaly_synthesis == "fbp":
-                self.anomaly_generator = blocks
-            elif anomaly_synthesis == "gaussian_noise":
-                self.anomaly_generator = GaussianFeatureNoise(blocks, noise_std)
+            self.anomaly_generator = make_anomaly_generator(anomaly_synthesis, blocks, noise_std, self.feature_size)
         self.positional_subspace = (
             PositionalSubspace(channels, self.feature_size, positional_rank) if positional_rank else None
         )
@@ -150,11 +139,7 @@ class GradModel(nn.Module):
         return self.abnormal_grid is not None
 
     def trained_parts(self) -> dict[str, tuple[Stage, ...]]:
-        """The one table of which part trains in which stage (the backbone never trains).
-
-        Returns:
-            Part name (an attribute of the model) → the stages that train it.
-        """
+        """The one table of which part (an attribute) trains in which stages; the backbone never trains."""
         parts: dict[str, tuple[Stage, ...]] = {
             "coordinate_mapper": ("abnormal", "normal"),
             "normal_grid": ("normal",),
@@ -183,11 +168,7 @@ class GradModel(nn.Module):
             module.requires_grad_(trained).train(trained and self.training)
 
     def train(self, mode: bool = True) -> "GradModel":
-        """Switch train/eval mode; in training, the parts frozen by the current stage stay in eval mode.
-
-        Returns:
-            The model.
-        """
+        """Switch train/eval mode; in training, the parts frozen by the current stage stay in eval mode."""
         super().train(mode)
         if mode:
             self.set_stage(self.stage)
