@@ -168,9 +168,16 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         if not abnormal_grid:
             check_abnormal_settings(self.hparams)
             self.schedule = replace(self.schedule, abnormal_epochs=0)
-        fbp_settings = {
-            name.removeprefix("fbp_"): value for name, value in self.hparams.items() if name.startswith("fbp_")
-        }
+        feature_block_paste = FeatureBlockPaste(
+            fbp_block_size,
+            fbp_intensity,
+            fbp_position,
+            fbp_walk_steps,
+            fbp_connectivity,
+            fbp_per_image,
+            fbp_blur_sigma,
+            fbp_seed,
+        )
         self.model = GradModel(
             input_size=input_size,
             backbone=backbone,
@@ -183,7 +190,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
             branch_width=branch_width,
             fusion=GridFusion(fusion, fusion_weight, fusion_blend) if abnormal_grid else None,
             anomaly_synthesis=anomaly_synthesis,
-            feature_block_paste=FeatureBlockPaste(**fbp_settings),
+            feature_block_paste=feature_block_paste,
             noise_std=noise_std,
             refinement=SimilarityRefinement(
                 refinement_threshold, refinement_indicator_weight, refinement_cosine_weight
