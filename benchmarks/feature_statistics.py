@@ -84,7 +84,7 @@ def subspace_residual(train: torch.Tensor, test: torch.Tensor, rank: int) -> tor
     subspace = PositionalSubspace(train.shape[1], tuple(train.shape[2:]), rank)
     subspace.update(train)
     subspace.fit()
-    return torch.linalg.vector_norm(test - subspace(test), dim=1, keepdim=True)
+    return subspace(test)
 
 
 def main() -> None:

@@ -22,6 +22,8 @@ Example:
 """
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +72,8 @@ class GradExportMixin:
         Returns:
             Path of the ``.pt`` file.
         """
-        check_trained(self)
-        with staged_export(export_root, ExportType.TORCH) as staging:
-            super().to_torch(staging, model_file_name)
-        return exported_path(export_root, ExportType.TORCH, model_file_name + ".pt")
+        export = partial(super().to_torch, model_file_name=model_file_name)
+        return self._export_staged(export_root, ExportType.TORCH, model_file_name + ".pt", export)
 
     def to_onnx(
         self,
@@ -93,12 +93,19 @@ class GradExportMixin:
         Returns:
             Path of the ``.onnx`` file.
         """
-        check_trained(self)
         check_export_size(self, input_size)
         kwargs.setdefault("opset_version", 18)
-        with staged_export(export_root, ExportType.ONNX) as staging:
-            super().to_onnx(staging, model_file_name, input_size, **kwargs)
-        return exported_path(export_root, ExportType.ONNX, model_file_name + ".onnx")
+        export = partial(super().to_onnx, model_file_name=model_file_name, input_size=input_size, **kwargs)
+        return self._export_staged(export_root, ExportType.ONNX, model_file_name + ".onnx", export)
+
+    def _export_staged(
+        self, export_root: Path | str, export_type: ExportType, file_name: str, export: Callable[[Path], object]
+    ) -> Path:
+        """Check the model is trained, run ``export`` into a staging folder, move its file into place."""
+        check_trained(self)
+        with staged_export(export_root, export_type) as staging:
+            export(staging)
+        return exported_path(export_root, export_type, file_name)
 
     def to_openvino(
         self,

@@ -215,8 +215,13 @@ def test_shipped_ablation_config_makes_its_variants(monkeypatch: pytest.MonkeyPa
     )
     assert plan.seeds == [0, 1, 2]
     assert {plan.base_model(model) for model in plan.models} == {"grad"}
-    assert plan.model_init_args("grad_normal_only", "bottle") == {"abnormal_grid": False, "normal_epochs": 16}
-    epochs = {"abnormal_epochs": 4, "normal_epochs": 16}
+    paper_score = {"positional_rank": 0}  # the study keeps the paper's image score
+    assert plan.model_init_args("grad_normal_only", "bottle") == {
+        "abnormal_grid": False,
+        "normal_epochs": 16,
+        **paper_score,
+    }
+    epochs = {"abnormal_epochs": 4, "normal_epochs": 16, **paper_score}
     assert plan.model_init_args("grad", "bottle") == {"learn_from_real_anomalies": False, **epochs}
     assert plan.model_init_args("grad_fbp_real", "bottle") == {"learn_from_real_anomalies": True, **epochs}
     assert plan.model_init_args("grad_convex", "bottle") == {

@@ -1,11 +1,25 @@
-"""The positional subspace against a NumPy oracle: per-position mean, principal directions and projection."""
+"""The positional subspace against a NumPy oracle: per-position mean, principal directions, projection, distance."""
 
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F  # noqa: N812
 
+from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
 from anomalib_grad.models.grad.components.positional_subspace import PositionalSubspace
 from anomalib_grad.models.grad.torch_model import GradModel
+
+
+def tiny_model_args() -> dict:
+    """A small GradModel's arguments (64 px: an 8×8 feature map, so FBP blocks of at most 5×5)."""
+    blocks = FeatureBlockPaste(block_size=(0, 2))
+    return {
+        "input_size": (64, 64),
+        "pre_trained": False,
+        "branch_depth": 1,
+        "branch_width": 8,
+        "feature_block_paste": blocks,
+    }
 
 
 def low_rank_features(count: int = 40, channels: int = 6, size: tuple[int, int] = (2, 3)) -> torch.Tensor:
@@ -41,7 +55,9 @@ def test_projection_equals_per_position_pca_fitted_over_batches(rank):
     subspace.fit()
     test = low_rank_features(count=5) * 1.5
     expected = numpy_projection(features.double().numpy(), test.double().numpy(), rank)
-    np.testing.assert_allclose(subspace(test).numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(subspace.project(test).numpy(), expected, atol=1e-4)
+    distance = np.linalg.norm(test.double().numpy() - expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(subspace(test).numpy(), distance, atol=1e-4)
     np.testing.assert_allclose(subspace.mean.numpy(), features.double().mean(0).numpy(), atol=1e-5)
     assert bool(subspace.fitted)
 
@@ -51,7 +67,8 @@ def test_full_rank_projection_is_the_identity_and_statistics_are_freed():
     subspace = PositionalSubspace(channels=6, feature_size=(2, 3), rank=6)
     subspace.update(features)
     subspace.fit()
-    torch.testing.assert_close(subspace(features), features, atol=1e-4, rtol=0)
+    torch.testing.assert_close(subspace.project(features), features, atol=1e-4, rtol=0)
+    assert float(subspace(features).max()) < 1e-3
     with pytest.raises(RuntimeError, match="no statistics"):
         subspace.statistics()
 
@@ -67,19 +84,25 @@ def test_fit_without_features_says_what_is_missing():
         PositionalSubspace(channels=6, feature_size=(2, 3), rank=2).fit()
 
 
-def test_grad_model_adds_the_projection_to_the_normal_branch_only():
+def test_grad_model_adds_the_standardised_positional_score_to_the_image_score_only():
     torch.manual_seed(0)
-    plain = GradModel(input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=8, abnormal_grid=False)
+    plain = GradModel(**tiny_model_args(), positional_rank=0)
     torch.manual_seed(0)
-    model = GradModel(
-        input_size=(64, 64), pre_trained=False, branch_depth=1, branch_width=8, abnormal_grid=False, positional_rank=3
-    )
-    features = torch.randn(4, model.feature_extractor.out_channels, 8, 8)
-    model.positional_subspace.update(features)
+    model = GradModel(**tiny_model_args(), positional_rank=3)
+    images = torch.rand(4, 3, 64, 64)
+    features = model.extract_features(images)
+    model.positional_subspace.update(features + torch.randn_like(features))
     model.positional_subspace.fit()
-    normal, abnormal = model.eval().reconstruction_parts(features)
-    plain_normal, _ = plain.eval().reconstruction_parts(features)
-    torch.testing.assert_close(normal, plain_normal + model.positional_subspace(features))
-    assert abnormal is None
-    assert not any(key.startswith("positional_subspace") for key in plain.state_dict())
-    assert {"positional_subspace.mean", "positional_subspace.basis"} <= set(model.state_dict())
+    model.score_fusion.mean.copy_(torch.tensor([1.0, 2.0]))
+    model.score_fusion.std.copy_(torch.tensor([0.5, 4.0]))
+    plain_output, output = plain.eval()(images), model.eval()(images)
+    torch.testing.assert_close(output.anomaly_map, plain_output.anomaly_map)  # the map stays the reconstruction's
+    # Oracle: the positional distance, through the 21x21 mean filter and the max of the 32x32 mean, by hand.
+    residual = features - model.positional_subspace.project(features)
+    distance = F.interpolate(residual.norm(dim=1, keepdim=True), size=(64, 64), mode="bilinear", align_corners=True)
+    smoothed = F.avg_pool2d(distance, 21, stride=1, padding=10, count_include_pad=False)
+    positional = F.avg_pool2d(smoothed, 32, stride=1).flatten(1).amax(1)
+    expected = (plain_output.pred_score - 1.0) / 0.5 + (positional - 2.0) / 4.0
+    torch.testing.assert_close(output.pred_score, expected, rtol=1e-4, atol=1e-4)
+    assert not any(key.startswith(("positional_subspace", "score_fusion")) for key in plain.state_dict())
+    assert {"positional_subspace.basis", "score_fusion.mean", "score_fusion.std"} <= set(model.state_dict())

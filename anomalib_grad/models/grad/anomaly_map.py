@@ -49,11 +49,18 @@ class AnomalyMapGenerator(nn.Module):
             Anomaly map ``(B, 1, H, W)`` and image scores ``(B,)``.
         """
         distance = torch.linalg.vector_norm(features - reconstruction, dim=1, keepdim=True)
+        anomaly_map = self.smooth(distance)
+        return anomaly_map, self.image_score(anomaly_map)
+
+    def smooth(self, distance: torch.Tensor) -> torch.Tensor:
+        """Upsample a feature-level distance map ``(B, 1, h, w)`` to the input size and smooth it."""
         anomaly_map = F.interpolate(distance, size=self.input_size, mode="bilinear", align_corners=True)
-        anomaly_map = separable_box_filter(anomaly_map, self.smoothing_size, padding=self.smoothing_size // 2)
+        return separable_box_filter(anomaly_map, self.smoothing_size, padding=self.smoothing_size // 2)
+
+    def image_score(self, anomaly_map: torch.Tensor) -> torch.Tensor:
+        """Maximum of the average-pooled map ``(B, 1, H, W)``: image scores ``(B,)``."""
         pooled = separable_box_filter(anomaly_map, self.score_pool_size, padding=0)
-        score = pooled.flatten(start_dim=1).amax(dim=1)
-        return anomaly_map, score
+        return pooled.flatten(start_dim=1).amax(dim=1)
 
 
 def separable_box_filter(images: torch.Tensor, size: int, padding: int) -> torch.Tensor:

@@ -85,7 +85,8 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         refinement_cosine_weight: Weight of the cosine similarity. Defaults to ``0.7``.
         coordinate_noise_std: σ of the training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
-        positional_rank: Rank of the positional subspace (fit when training starts); ``0``: none (paper).
+        positional_rank: Rank of the positional subspace whose distance is a second image score (fit
+            when training starts); ``0``: none, the paper's image score. Defaults to ``32``.
         fbp_block_size: FBP block half-size B, fixed or ``[low, high]``. Defaults to ``[0, 9]``.
         fbp_intensity: FBP intensity I, fixed or ``[low, high]``. Defaults to ``[8.0, 16.0]``.
         fbp_position: FBP block centre ``[x, y]`` (each fixed or a range); ``None`` is uniform.
@@ -137,7 +138,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         refinement_cosine_weight: float = 0.7,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
-        positional_rank: int = 0,
+        positional_rank: int = 32,
         fbp_block_size: int | tuple[int, int] = (0, 9),
         fbp_intensity: float | tuple[float, float] = (8.0, 16.0),
         fbp_position: tuple[int | tuple[int, int], int | tuple[int, int]] | None = None,
@@ -239,7 +240,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
 
     def on_fit_end(self) -> None:
         """Free the cached training features."""
-        self.training_features.clear()
+        self.training_features.cache.clear()
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Train one batch in the current stage; ``None`` for a stage-B batch without normal images."""

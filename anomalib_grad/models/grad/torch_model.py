@@ -2,9 +2,10 @@
 
 A frozen CNN gives aligned features φ at stride 8. Shared coordinate networks map φ to one global
 coordinate per image and one local coordinate per position; a *normal* and (optionally) an *abnormal*
-grid set are read at those coordinates, each feeds its fusion branch (the normal one optionally plus
-φ's projection on a per-position subspace of normal features), and the two reconstructions are fused,
-refined by similarity to φ, and compared with φ to give the anomaly map.
+grid set are read at those coordinates, each feeds its fusion branch, and the two reconstructions are
+fused, refined by similarity to φ, and compared with φ to give the anomaly map. The image score adds
+the map's score to that of φ's distance to a per-position subspace of normal features, each
+standardised on the training images.
 
 The model owns both training stages, as anomalib's SuperSimpleNet owns its anomaly generator:
 :meth:`GradModel.set_stage` freezes what a stage does not train; stage A's forward synthesises
@@ -36,6 +37,7 @@ from anomalib_grad.models.grad.components.gaussian_noise import GaussianFeatureN
 from anomalib_grad.models.grad.components.grid import FeatureGrid
 from anomalib_grad.models.grad.components.positional_subspace import PositionalSubspace
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
+from anomalib_grad.models.grad.components.score_fusion import StandardisedScoreSum
 from anomalib_grad.models.grad.input_checks import check_image_batch, check_input_size
 from anomalib_grad.models.grad.stages import (
     AbnormalStageOutput,
@@ -67,11 +69,11 @@ class GradModel(nn.Module):
             (SimpleNet's, on FBP's block shapes) or ``"none"`` (real defects only). Defaults to ``"fbp"``.
         feature_block_paste: The FBP module (block shapes of both synthesisers); ``None``: defaults.
         noise_std: σ of the Gaussian feature noise, in feature units. Defaults to ``8.0``.
-        refinement: The similarity refinement; ``None`` uses the paper's constants.
         coordinate_noise_std: σ of training-time local-coordinate noise. Defaults to ``0.05``.
         coordinate_noise_probability: Probability per batch of that noise. Defaults to ``0.5``.
-        positional_rank: Rank of the :class:`PositionalSubspace` whose projection of φ is added to the
-            normal branch's output (fit before training); ``0``: none, the paper's model. Defaults to ``0``.
+        refinement: The similarity refinement; ``None`` uses the paper's constants.
+        positional_rank: Rank of the :class:`PositionalSubspace` whose distance map's image score is added
+            to the reconstruction's (fit before training); ``0``: none, the paper's model. Defaults to ``32``.
         smoothing_size: Side of the anomaly-map mean filter. Defaults to ``21``.
         score_pool_size: Side of the pool before the image-score maximum. Defaults to ``32``.
 
@@ -94,10 +96,10 @@ class GradModel(nn.Module):
         anomaly_synthesis: AnomalySynthesis = "fbp",
         feature_block_paste: FeatureBlockPaste | None = None,
         noise_std: float = 8.0,
-        refinement: SimilarityRefinement | None = None,
         coordinate_noise_std: float = 0.05,
         coordinate_noise_probability: float = 0.5,
-        positional_rank: int = 0,
+        refinement: SimilarityRefinement | None = None,
+        positional_rank: int = 32,
         smoothing_size: int = 21,
         score_pool_size: int = 32,
     ) -> None:
@@ -123,9 +125,11 @@ class GradModel(nn.Module):
             self.fusion = fusion or GridFusion()
             blocks = feature_block_paste or FeatureBlockPaste()
             self.anomaly_generator = make_anomaly_generator(anomaly_synthesis, blocks, noise_std, self.feature_size)
-        self.positional_subspace = (
-            PositionalSubspace(channels, self.feature_size, positional_rank) if positional_rank else None
-        )
+        self.positional_subspace: PositionalSubspace | None = None
+        self.score_fusion: StandardisedScoreSum | None = None
+        if positional_rank:
+            self.positional_subspace = PositionalSubspace(channels, self.feature_size, positional_rank)
+            self.score_fusion = StandardisedScoreSum(scores=2)
         self.refinement = refinement or SimilarityRefinement()
         self.anomaly_map_generator = AnomalyMapGenerator(self.input_size, smoothing_size, score_pool_size)
         for module in (self.coordinate_mapper, self.normal_branch, self.abnormal_branch):
@@ -187,13 +191,7 @@ class GradModel(nn.Module):
         return groups
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Compute the aligned backbone features φ.
-
-        Args:
-            images: Normalised images ``(B, 3, H, W)`` of the model's input size.
-
-        Returns:
-            Features ``(B, C, H/8, W/8)``.
+        """Aligned backbone features φ ``(B, C, H/8, W/8)`` of normalised images ``(B, 3, H, W)``.
 
         Raises:
             ValueError: If the images do not have the model's input size.
@@ -214,8 +212,6 @@ class GradModel(nn.Module):
         """
         global_coordinates, local_coordinates = self.coordinate_mapper(features)
         normal = self.normal_branch(self.normal_grid(global_coordinates, local_coordinates))
-        if self.positional_subspace is not None:
-            normal = normal + self.positional_subspace(features)
         if self.abnormal_grid is None or self.abnormal_branch is None:
             return normal, None
         if self.training and self.stage == "normal":
@@ -224,14 +220,7 @@ class GradModel(nn.Module):
         return normal, self.abnormal_branch(self.abnormal_grid(global_coordinates, local_coordinates))
 
     def reconstruct(self, features: torch.Tensor) -> torch.Tensor:
-        """Reconstruct features from the grid sets, fuse and refine.
-
-        Args:
-            features: Features φ ``(B, C, H, W)``.
-
-        Returns:
-            Refined reconstruction x̂_rec ``(B, C, H, W)``.
-        """
+        """Refined reconstruction x̂_rec ``(B, C, H, W)`` of features φ: both grid sets, fused and refined."""
         normal, abnormal = self.reconstruction_parts(features)
         fused = normal if self.fusion is None or abnormal is None else self.fusion(normal, abnormal)
         return self.refinement(fused, features)
@@ -298,7 +287,22 @@ class GradModel(nn.Module):
         if self.training:
             return NormalStageOutput(reconstruction=reconstruction, features=features)
         anomaly_map, pred_score = self.anomaly_map_generator(features, reconstruction)
+        if self.score_fusion is not None:
+            pred_score = self.score_fusion(torch.stack([pred_score, self.positional_score(features)], dim=1))
         return InferenceBatch(pred_score=pred_score, anomaly_map=anomaly_map)
+
+    def positional_score(self, features: torch.Tensor, subspace: PositionalSubspace | None = None) -> torch.Tensor:
+        """Image scores ``(B,)`` of φ's distance to the positional subspace (or to another fitted ``subspace``).
+
+        Raises:
+            RuntimeError: If the model has no positional subspace (``positional_rank=0``).
+        """
+        subspace = subspace or self.positional_subspace
+        if subspace is None:
+            msg = "This GRAD model has no positional subspace (positional_rank=0)."
+            raise RuntimeError(msg)
+        generator = self.anomaly_map_generator
+        return generator.image_score(generator.smooth(subspace(features)))
 
 
 def _init_weights(module: nn.Module) -> None:

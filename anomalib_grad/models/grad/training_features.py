@@ -66,10 +66,6 @@ class TrainingFeatures:
             if self.real_anomalies is not None:
                 logger.info("Stage A learns from %d real anomalous images beside FBP.", len(self.real_anomalies))
 
-    def clear(self) -> None:
-        """Free the cached features."""
-        self.cache.clear()
-
     def features(
         self,
         image_paths: Sequence[str] | None,

@@ -5,9 +5,9 @@ row is not the image centre. GRAD's grids are read at coordinates computed from 
 alone, so nothing in its reconstruction knows the position. :class:`PositionalSubspace` adds
 that knowledge the way PaDiM does, but with a model size independent of the training set: at
 each feature position ``p`` it keeps the mean ``μ_p`` of the normal training features and the
-``rank`` leading principal directions ``U_p`` of their scatter, and projects a feature onto that
-affine subspace, ``μ_p + U_p U_pᵀ (φ_p − μ_p)``. GRAD's normal branch then only learns what the
-subspace leaves out.
+``rank`` leading principal directions ``U_p`` of their scatter, and scores a feature by its
+distance to that affine subspace, ``‖(I − U_p U_pᵀ)(φ_p − μ_p)‖``: a second anomaly map, used
+by Grad for the image score (see :class:`~anomalib_grad.models.grad.components.score_fusion.StandardisedScoreSum`).
 
 The statistics are accumulated in float64 over any number of batches (:meth:`update`, summed
 across processes by the caller under DDP), then :meth:`fit` solves one symmetric eigenproblem
@@ -20,8 +20,9 @@ Example:
     >>> subspace.update(torch.randn(16, 1, 2, 2) * axis_0)  # normal features vary along axis 0 only
     >>> subspace.fit()
     >>> feature = torch.tensor([2.0, 3.0, 0.0, 0.0]).view(1, 4, 1, 1).expand(1, 4, 2, 2)
-    >>> subspace(feature)[0, :, 0, 0].round(decimals=3)  # the off-subspace part (3 along axis 1) is removed
-    tensor([2., 0., 0., 0.])
+    >>> subspace(feature)[0, 0].round(decimals=3)  # the off-subspace part: 3 along axis 1
+    tensor([[3., 3.],
+            [3., 3.]])
 """
 
 import torch
@@ -29,7 +30,7 @@ from torch import nn
 
 
 class PositionalSubspace(nn.Module):
-    """Projection of features onto each position's principal subspace of normal features.
+    """Distance of features to each position's principal subspace of normal features.
 
     Args:
         channels: Feature channels C.
@@ -73,9 +74,9 @@ class PositionalSubspace(nn.Module):
         """The accumulated ``(count, sums (P, C), products (P, C, C))``, e.g. to sum them across processes.
 
         Raises:
-            RuntimeError: If no features were accumulated.
+            RuntimeError: If :meth:`update` was never called (a count of 0 after empty batches is returned).
         """
-        if self._sum is None or self._products is None or self.count == 0:
+        if self._sum is None or self._products is None:
             msg = "PositionalSubspace has no statistics: call update() with normal training features before fit()."
             raise RuntimeError(msg)
         return self.count, self._sum, self._products
@@ -92,6 +93,9 @@ class PositionalSubspace(nn.Module):
             RuntimeError: If no features were accumulated.
         """
         count, sums, products = self.statistics()
+        if count == 0:
+            msg = "PositionalSubspace has no statistics: call update() with normal training features before fit()."
+            raise RuntimeError(msg)
         mean = sums / count
         scatter = products / count - mean.unsqueeze(2) * mean.unsqueeze(1)
         _, vectors = torch.linalg.eigh(scatter)  # ascending eigenvalues
@@ -100,7 +104,7 @@ class PositionalSubspace(nn.Module):
         self.fitted.fill_(True)
         self.reset_statistics()
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def project(self, features: torch.Tensor) -> torch.Tensor:
         """Project features ``(B, C, h, w)`` onto each position's subspace.
 
         Returns:
@@ -109,3 +113,11 @@ class PositionalSubspace(nn.Module):
         centred = (features - self.mean).flatten(2).permute(2, 0, 1)  # (positions, B, C)
         projected = (centred @ self.basis) @ self.basis.transpose(1, 2)
         return projected.permute(1, 2, 0).reshape(features.shape) + self.mean
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """Distance of features ``(B, C, h, w)`` to each position's subspace.
+
+        Returns:
+            ``‖φ − μ − U Uᵀ (φ − μ)‖₂`` over channels, ``(B, 1, h, w)``.
+        """
+        return torch.linalg.vector_norm(features - self.project(features), dim=1, keepdim=True)
