@@ -87,8 +87,10 @@ def test_large_images_through_a_fixed_size_graph_match_the_checkpoint(trained, m
         reference = checkpoint_prediction(model, read_image(path, as_tensor=True))
         prediction = inferencer.predict(path)
         assert sorted(prediction.image.shape) == [1, 3, 64, 64]  # resized on the host, before the graph
+        # Normalised maps lie in [0, 1]; a good image's may be all 0 (below the threshold), a scratch's is not.
         span = reference["anomaly_map"].max() - reference["anomaly_map"].min()
+        assert span > 0 or name.startswith("good")
         difference = np.abs(prediction.anomaly_map.reshape(reference["anomaly_map"].shape) - reference["anomaly_map"])
-        assert span > 0 and difference.max() < 1e-3 * span
+        assert difference.max() < 1e-3
         np.testing.assert_allclose(prediction.pred_score.reshape(-1), reference["pred_score"], rtol=1e-4, atol=1e-7)
         np.testing.assert_array_equal(prediction.pred_label.reshape(-1), reference["pred_label"].reshape(-1))

@@ -102,7 +102,7 @@ def test_grad_model_adds_the_standardised_positional_score_to_the_image_score_on
     distance = F.interpolate(residual.norm(dim=1, keepdim=True), size=(64, 64), mode="bilinear", align_corners=True)
     smoothed = F.avg_pool2d(distance, 21, stride=1, padding=10, count_include_pad=False)
     positional = F.avg_pool2d(smoothed, 32, stride=1).flatten(1).amax(1)
-    expected = (plain_output.pred_score - 1.0) / 0.5 + (positional - 2.0) / 4.0
+    expected = 1.0 + 0.5 * ((plain_output.pred_score - 1.0) / 0.5 + (positional - 2.0) / 4.0)
     torch.testing.assert_close(output.pred_score, expected, rtol=1e-4, atol=1e-4)
     assert not any(key.startswith(("positional_subspace", "score_fusion")) for key in plain.state_dict())
     assert {"positional_subspace.basis", "score_fusion.mean", "score_fusion.std"} <= set(model.state_dict())

@@ -18,7 +18,8 @@ def test_statistics_over_uneven_batches_equal_numpy_and_standardise_each_score()
     np.testing.assert_allclose(fusion.mean.numpy(), array.mean(0), rtol=1e-5)
     np.testing.assert_allclose(fusion.std.numpy(), array.std(0, ddof=1), rtol=1e-5)
     test = torch.tensor([[5.6, -100.0], [5.0, -20.0]])
-    expected = ((test.double().numpy() - array.mean(0)) / array.std(0, ddof=1)).sum(1)
+    z_sum = ((test.double().numpy() - array.mean(0)) / array.std(0, ddof=1)).sum(1)
+    expected = array[:, 0].mean() + array[:, 0].std(ddof=1) * z_sum  # in the first score's units
     np.testing.assert_allclose(fusion(test).numpy(), expected, rtol=1e-4)
     assert bool(fusion.fitted)
 

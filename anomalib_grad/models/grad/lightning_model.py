@@ -223,7 +223,9 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         Returns:
             The callbacks Lightning adds to the trainer's own.
         """
-        return [*super().configure_callbacks(), DistributedGrad(), FitPositionalSubspace(), self.fusion_statistics]
+        # The subspace fit iterates the training shards DistributedGrad fixes, and its score statistics must be
+        # in the model before the inherited TrainedCheckpoint writes it at the start of validation.
+        return [DistributedGrad(), FitPositionalSubspace(), *super().configure_callbacks(), self.fusion_statistics]
 
     @property
     def pre_processing_transform(self) -> Any:

@@ -4,7 +4,11 @@ Grad scores an image twice: the maximum of its pooled reconstruction map (GRAD's
 and the same of its positional-subspace distance map (what is normal *here*). The two live on
 different scales, so :class:`StandardisedScoreSum` turns each into a z-score with the mean and
 standard deviation it has on normal training images and adds them: an image counts as anomalous
-when it is unusual for either model, as measured on data neither score saw labels of.
+when it is unusual for either model, as measured on data neither score saw labels of. The sum is
+given in the first score's units (its training mean plus the summed z-scores times its standard
+deviation): the ranking is the sum's, and an image whose second score is average keeps its first
+score exactly. That matters to anomalib, which thresholds the anomaly map with the image threshold
+when it has no masks to fit a pixel threshold on: the first score must be the map's.
 
 The statistics are accumulated over any number of batches (:meth:`update`, float64 sums that a
 caller can add up across processes), then :meth:`fit` fixes them in buffers that travel with the
@@ -15,8 +19,8 @@ Example:
     >>> fusion = StandardisedScoreSum(scores=2)
     >>> fusion.update(torch.tensor([[1.0, 10.0], [3.0, 30.0]]))  # means 2 and 20, std 1.414 and 14.14
     >>> fusion.fit()
-    >>> fusion(torch.tensor([[2.0, 20.0], [4.0, 20.0]])).round(decimals=3)
-    tensor([0.0000, 1.4140])
+    >>> fusion(torch.tensor([[2.0, 20.0], [4.0, 20.0], [2.0, 40.0]])).round(decimals=3)
+    tensor([2., 4., 4.])
 """
 
 import torch
@@ -24,7 +28,7 @@ from torch import nn
 
 
 class StandardisedScoreSum(nn.Module):
-    """Sum of z-scores of several image scores, standardised on normal training images.
+    """Sum of z-scores of several image scores, standardised on normal training images, in the first's units.
 
     Args:
         scores: Number of image scores combined.
@@ -67,5 +71,5 @@ class StandardisedScoreSum(nn.Module):
         self.reset_statistics()
 
     def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        """Combine image scores ``(B, scores)`` into one score ``(B,)``."""
-        return ((scores - self.mean) / self.std).sum(dim=1)
+        """Combine image scores ``(B, scores)`` into one score ``(B,)``: ``μ₁ + σ₁ · Σᵢ (sᵢ − μᵢ) / σᵢ``."""
+        return self.mean[0] + self.std[0] * ((scores - self.mean) / self.std).sum(dim=1)
