@@ -99,11 +99,11 @@ def test_grad_model_adds_the_standardised_positional_score_to_the_image_score_on
     model.score_fusion.std.copy_(torch.tensor([0.5, 4.0]))
     plain_output, output = plain.eval()(images), model.eval()(images)
     torch.testing.assert_close(output.anomaly_map, plain_output.anomaly_map)  # the map stays the reconstruction's
-    # Oracle: the positional distance, through the 21x21 mean filter and the max of the 32x32 mean, by hand.
+    # Oracle: the positional distance at feature level (stride 8), through the 3x3 mean filter (21 // 8, odd) and
+    # the max of the 4x4 mean (32 // 8), by hand.
     residual = features - model.positional_subspace.project(features)
-    distance = F.interpolate(residual.norm(dim=1, keepdim=True), size=(64, 64), mode="bilinear", align_corners=True)
-    smoothed = F.avg_pool2d(distance, 21, stride=1, padding=10, count_include_pad=False)
-    positional = F.avg_pool2d(smoothed, 32, stride=1).flatten(1).amax(1)
+    smoothed = F.avg_pool2d(residual.norm(dim=1, keepdim=True), 3, stride=1, padding=1, count_include_pad=False)
+    positional = F.avg_pool2d(smoothed, 4, stride=1).flatten(1).amax(1)
     expected = 1.0 + 0.5 * ((plain_output.pred_score - 1.0) / 0.5 + (positional - 2.0) / 4.0)
     torch.testing.assert_close(output.pred_score, expected, rtol=1e-4, atol=1e-4)
     assert not any(key.startswith(("positional_subspace", "score_fusion")) for key in plain.state_dict())

@@ -62,6 +62,18 @@ class AnomalyMapGenerator(nn.Module):
         pooled = separable_box_filter(anomaly_map, self.score_pool_size, padding=0)
         return pooled.flatten(start_dim=1).amax(dim=1)
 
+    def coarse_image_score(self, distance: torch.Tensor, stride: int) -> torch.Tensor:
+        """Image scores ``(B,)`` of a feature-level map ``(B, 1, h, w)`` of the given stride, without upsampling.
+
+        The smoothing and pooling windows are scaled down by ``stride`` (the smoothing's kept odd), so
+        they cover about the same image area as :meth:`smooth` and :meth:`image_score` at a ``stride²``
+        fraction of the cost.
+        """
+        smoothing = max(1, self.smoothing_size // stride) | 1
+        pool = max(1, min(self.score_pool_size // stride, *distance.shape[-2:]))
+        smoothed = separable_box_filter(distance, smoothing, padding=smoothing // 2)
+        return separable_box_filter(smoothed, pool, padding=0).flatten(start_dim=1).amax(dim=1)
+
 
 def separable_box_filter(images: torch.Tensor, size: int, padding: int) -> torch.Tensor:
     """Mean over ``size``×``size`` windows (stride 1), as a column pass then a row pass.

@@ -294,6 +294,9 @@ class GradModel(nn.Module):
     def positional_score(self, features: torch.Tensor, subspace: PositionalSubspace | None = None) -> torch.Tensor:
         """Image scores ``(B,)`` of φ's distance to the positional subspace (or to another fitted ``subspace``).
 
+        Scored at feature resolution (:meth:`AnomalyMapGenerator.coarse_image_score`): the distance map is not an
+        output, so it is never upsampled.
+
         Raises:
             RuntimeError: If the model has no positional subspace (``positional_rank=0``).
         """
@@ -301,8 +304,7 @@ class GradModel(nn.Module):
         if subspace is None:
             msg = "This GRAD model has no positional subspace (positional_rank=0)."
             raise RuntimeError(msg)
-        generator = self.anomaly_map_generator
-        return generator.image_score(generator.smooth(subspace(features)))
+        return self.anomaly_map_generator.coarse_image_score(subspace(features), FEATURE_STRIDE)
 
 
 def _init_weights(module: nn.Module) -> None:
