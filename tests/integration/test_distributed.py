@@ -18,7 +18,7 @@ from anomalib_grad.models.grad.distributed import (
     score_each_image_once,
     seed_anomalies_per_rank,
 )
-from tests.integration.test_export import assert_parity, checkpoint_prediction, exported_prediction
+from tests.export_helpers import assert_parity, checkpoint_prediction, exported_prediction
 
 SCRIPT = Path(__file__).parents[1] / "ddp_script.py"
 

@@ -19,9 +19,11 @@ from torchvision.transforms.v2.functional import to_pil_image
 
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
-from anomalib_grad.deploy.export import NOT_QUANTISED, quantize_on_training_images
+from anomalib_grad.deploy import quantization
 from anomalib_grad.deploy.openvino_graph import read_model
+from anomalib_grad.deploy.quantization import NOT_QUANTISED, quantize_on_training_images
 from tests.conftest import REAL_DATA, SMALL_MODEL
+from tests.export_helpers import assert_parity, checkpoint_prediction, exported_prediction, sample_images
 
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 
@@ -43,37 +45,6 @@ def trained(synthetic_root, tmp_path_factory) -> tuple[Grad, Path, SyntheticSurf
 def openvino_export(trained, tmp_path_factory) -> Path:
     """The trained model exported to OpenVINO FP32 with dynamic batch and image size."""
     return trained[0].to_openvino(tmp_path_factory.mktemp("openvino"))
-
-
-def checkpoint_prediction(model: Grad, images: torch.Tensor) -> dict[str, np.ndarray]:
-    """What anomalib's test and predict loops compute: the training transform, the model, the post-processor."""
-    with torch.no_grad():
-        prediction = model.post_processor(model.model(model.pre_processor.transform(images)))
-    return {name: value.numpy() for name, value in prediction._asdict().items() if value is not None}
-
-
-def exported_prediction(path: Path, images: torch.Tensor) -> dict[str, np.ndarray]:
-    compiled = ov.Core().compile_model(read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    result = compiled(images.numpy())
-    return {output.get_any_name(): result[output] for output in compiled.outputs}
-
-
-def assert_parity(exported: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
-    assert set(exported) == set(reference), (set(exported), set(reference))
-    span = reference["anomaly_map"].max() - reference["anomaly_map"].min()
-    assert span > 0
-    assert np.abs(exported["anomaly_map"].reshape(reference["anomaly_map"].shape) - reference["anomaly_map"]).max() < (
-        1e-3 * span
-    )
-    np.testing.assert_array_equal(exported["pred_label"].reshape(-1), reference["pred_label"].reshape(-1))
-    np.testing.assert_allclose(exported["pred_score"].reshape(-1), reference["pred_score"], rtol=1e-4, atol=1e-7)
-
-
-def sample_images(datamodule: SyntheticSurfaces, count: int = 4) -> torch.Tensor:
-    datamodule.setup()
-    dataset = datamodule.test_data
-    indices = np.linspace(0, len(dataset) - 1, count).astype(int)  # good and defective
-    return torch.stack([read_image(dataset[int(index)].image_path, as_tensor=True) for index in indices])
 
 
 def test_openvino_matches_the_checkpoint_on_builtin_images(trained, openvino_export):
@@ -194,6 +165,39 @@ def test_int8_post_training_quantisation_calibrates_on_training_images(trained, 
     assert exported["anomaly_map"].shape == (6, 1, 64, 64)
     assert np.isfinite(exported["anomaly_map"]).all()
     assert np.isfinite(exported["pred_score"]).all()  # accuracy on real data: benchmarks/export_speed.py
+
+
+def test_int8_accuracy_control_calibrates_and_validates_on_training_images_only(trained, tmp_path, monkeypatch):
+    import nncf
+
+    model, _, datamodule = trained
+    monkeypatch.setattr(quantization, "VALIDATION_IMAGES", 4)
+    calls = []
+
+    def recording_quantize(ov_model, calibration, validation, validation_fn, **kwargs):  # NNCF's loop: benchmarks
+        calls.append((list(calibration.get_inference_data()), list(validation.get_data()), validation_fn, kwargs))
+        return ov_model
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", recording_quantize)
+    model.to_openvino(tmp_path, compression_type=CompressionType.INT8_ACQ, datamodule=datamodule, max_drop=0.05)
+    ((calibration, validation, accuracy, kwargs),) = calls
+    assert len(calibration) == len(datamodule.train_data)
+    assert kwargs["max_drop"] == 0.05
+    assert len(validation) == 8
+    for _, image in validation[:4]:  # training images: no test image, no label
+        assert any(np.array_equal(image, train_image) for train_image in calibration)
+    for _, image in validation[4:]:  # the same with synthetic defects
+        assert not any(np.array_equal(image, train_image) for train_image in calibration)
+    fp32 = ov.Core().compile_model(read_model(model.to_openvino(tmp_path / "fp32")), "CPU")
+    metric, outputs = accuracy(fp32, validation)
+    assert 0 < metric <= 1
+    assert len(outputs) == 8  # the score and map of each item rank the operations
+
+
+def test_int8_accuracy_control_takes_no_metric(trained, tmp_path):
+    model, _, datamodule = trained
+    with pytest.raises(ValueError, match="takes no metric"):
+        model.to_openvino(tmp_path, compression_type=CompressionType.INT8_ACQ, datamodule=datamodule, metric="F1Score")
 
 
 def test_cli_exports_a_checkpoint_to_openvino(trained, tmp_path):

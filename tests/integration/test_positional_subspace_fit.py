@@ -18,7 +18,7 @@ from torch.nn import functional as F  # noqa: N812
 from anomalib_grad import Grad
 from anomalib_grad.data import SyntheticSurfaces
 from tests.conftest import SMALL_MODEL
-from tests.integration.test_export import assert_parity, checkpoint_prediction, exported_prediction, sample_images
+from tests.export_helpers import assert_parity, checkpoint_prediction, exported_prediction, sample_images
 from tests.unit.test_positional_subspace import numpy_projection
 
 
