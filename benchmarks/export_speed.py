@@ -150,6 +150,11 @@ def timings(run: Callable[[torch.Tensor], object], images: torch.Tensor, seconds
     }
 
 
+def timing_images(datamodule: MVTecLayout) -> torch.Tensor:
+    """The first 8 test images at the input size (magnetic tiles differ in size; the graphs take 256×256)."""
+    return torch.stack([resize(datamodule.test_data[index].image, list(INPUT_SIZE)) for index in range(8)])
+
+
 def backbone_runs(model: Grad) -> dict[str, Callable[[torch.Tensor], object]]:
     """GRAD's feature extractor alone, in torch and in OpenVINO FP32 (the floor of any feature-based model)."""
     extractor = model.model.feature_extractor.eval()
@@ -190,7 +195,7 @@ def main() -> None:
                 continue
             model = trained_model(name, datamodule, args.output)
             if name == "grad" and index == 0 and name in speed_models:  # the floor, timed before any OpenVINO model
-                images = torch.stack([datamodule.test_data[i].image for i in range(8)])
+                images = timing_images(datamodule)
                 images = model.pre_processor.transform(images)
                 for runtime, run in backbone_runs(model).items():
                     row = {"category": category, "model": "backbone alone", "runtime": runtime}
@@ -205,7 +210,7 @@ def main() -> None:
                 if name in accuracy_models:
                     row |= accuracy(run, datamodule)
                 if index == 0 and name in speed_models:
-                    images = torch.stack([datamodule.test_data[i].image for i in range(8)])
+                    images = timing_images(datamodule)
                     row |= timings(run, images, args.seconds)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
