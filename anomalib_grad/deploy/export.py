@@ -166,9 +166,9 @@ class GradExportMixin:
         Args:
             model: OpenVINO model.
             datamodule: Datamodule whose training images calibrate and validate.
-            metric: Must be ``None``: accuracy is the rank agreement of image scores with the FP32 model.
-            task: Unused (scores are ranked the same way for every task).
-            max_drop: Largest accepted loss of rank correlation with the FP32 model.
+            metric: Must be ``None``: accuracy is measured on synthetic defects (no labels needed).
+            task: Unused (image scores and maps are both measured).
+            max_drop: Largest accepted loss of that accuracy against the FP32 model.
 
         Returns:
             The quantised OpenVINO model.
@@ -179,8 +179,8 @@ class GradExportMixin:
         del task
         if metric is not None:
             msg = (
-                f"Grad's INT8_ACQ measures accuracy without labels, as the rank agreement of the INT8 and FP32 image "
-                f"scores on training images with synthetic defects, so it takes no metric (got {metric!r})."
+                f"Grad's INT8_ACQ measures accuracy without labels, as image AUROC and pixel AUPR on training images "
+                f"with synthetic defects, so it takes no metric (got {metric!r})."
             )
             raise ValueError(msg)
         return quantize_with_accuracy_control(model, datamodule, self.model.input_size, max_drop)
