@@ -19,7 +19,7 @@ class StageRecorder(Callback):
 
     def __init__(self) -> None:
         self.changes: list[dict[str, bool]] = []
-        self.backbone_calls = 0
+        self.cached: list[tuple[str, int, int]] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.before = {name: value.detach().clone() for name, value in pl_module.model.state_dict().items()}
@@ -27,6 +27,14 @@ class StageRecorder(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         after = pl_module.model.state_dict()
         self.changes.append({name: not torch.equal(value, after[name]) for name, value in self.before.items()})
+
+    def on_validation_start(self, trainer, pl_module) -> None:  # before Grad's own hook
+        cache = pl_module.training_features.cache
+        self.cached.append(("validation start", len(cache), cache.nbytes))
+
+    def on_validation_batch_start(self, trainer, pl_module, *args) -> None:
+        cache = pl_module.training_features.cache
+        self.cached.append(("validation batch", len(cache), cache.nbytes))
 
 
 def fit(model: Grad, root: Path, tmp_path: Path, callbacks: list[Callback] | None = None) -> Engine:
@@ -50,7 +58,7 @@ def changed(changes: dict[str, bool], prefix: str) -> list[bool]:
 @pytest.mark.slow
 def test_each_stage_trains_exactly_its_parameters(synthetic_root, tmp_path):
     seed_everything(0)
-    model = Grad(**SMALL_MODEL, abnormal_epochs=1, normal_epochs=1, visualizer=False)
+    model = Grad(**SMALL_MODEL, abnormal_epochs=1, normal_epochs=1, cache_dtype="float16", visualizer=False)
     recorder = StageRecorder()
     calls = []
     extract = model.model.extract_features
@@ -75,6 +83,12 @@ def test_each_stage_trains_exactly_its_parameters(synthetic_root, tmp_path):
         assert not any(changed(stage_b, frozen)), frozen
     # training features were computed in the first epoch only (60 images, 4 batches), then cached
     assert [epoch for epoch, training in calls if training] == [0, 0, 0, 0]
+    # held (here in half precision) until the validation that ends training, freed before its first batch
+    channels, (height, width) = model.model.feature_extractor.out_channels, model.model.feature_size
+    assert recorder.cached[:2] == [
+        ("validation start", 60, 60 * channels * height * width * 2),
+        ("validation batch", 0, 0),
+    ]
     assert len(model.training_features.cache) == 0  # freed after fit
 
 

@@ -25,12 +25,14 @@ from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRScheduler
 
 from anomalib_grad.deploy.checkpoint_mixin import GradCheckpointMixin
 from anomalib_grad.deploy.export import GradExportMixin
 from anomalib_grad.deploy.pre_processor import ExactPreProcessor
 from anomalib_grad.models.grad.components.feature_block_paste import FeatureBlockPaste
+from anomalib_grad.models.grad.components.feature_cache import CacheDtype
 from anomalib_grad.models.grad.components.fusion import GridFusion
 from anomalib_grad.models.grad.components.real_anomalies import anomalous_rows_with_masks
 from anomalib_grad.models.grad.components.refinement import SimilarityRefinement
@@ -98,6 +100,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         learn_from_real_anomalies: In stage A, also learn from real defective images with masks: the
             datamodule's ``anomaly_train_dataloader()`` and anomalous training images. Defaults to ``True``.
         cache_features: Cache backbone features of training images. Defaults to ``True``.
+        cache_dtype: Their precision in the cache, ``"float32"`` or ``"float16"`` (half the memory).
         pre_processor: Pre-processor, or ``True`` for resize to ``input_size`` + ImageNet normalisation
             (exported exactly: :class:`~anomalib_grad.deploy.pre_processor.ExactPreProcessor`).
         post_processor: Post-processor or flag. Defaults to ``True``.
@@ -149,6 +152,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         fbp_seed: int | None = None,
         learn_from_real_anomalies: bool = True,
         cache_features: bool = True,
+        cache_dtype: CacheDtype = "float32",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -202,7 +206,7 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         )
         self.contrastive_loss = ContrastiveLoss(contrastive_threshold)
         self.reconstruction_loss = ReconstructionLoss()
-        self.training_features = TrainingFeatures(cache_features, learn_from_real_anomalies)
+        self.training_features = TrainingFeatures(cache_features, learn_from_real_anomalies, cache_dtype)
         self.fusion_statistics = FusionStatistics()
 
     @classmethod
@@ -239,6 +243,12 @@ class Grad(GradCheckpointMixin, GradExportMixin, AnomalibModule):
         inputs.setup(datamodule)
         if self.schedule.abnormal_epochs and self.model.anomaly_generator is None:
             check_stage_a_has_anomalies(datamodule, inputs.real_anomalies, inputs.learn_from_real_anomalies)
+
+    def on_validation_start(self) -> None:
+        """Free the cached training features before the validation that ends training (after their last use)."""
+        trainer = self.trainer
+        if trainer.state.fn == TrainerFn.FITTING and self.current_epoch + 1 >= (trainer.max_epochs or 0):
+            self.training_features.cache.clear()
 
     def on_fit_end(self) -> None:
         """Free the cached training features."""

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from anomalib.data import Batch
 
-from anomalib_grad.models.grad.components.feature_cache import FeatureCache
+from anomalib_grad.models.grad.components.feature_cache import CacheDtype, FeatureCache
 from anomalib_grad.models.grad.components.real_anomalies import RealAnomalyStream, mask_to_feature_grid
 from anomalib_grad.models.grad.input_checks import check_finite
 
@@ -45,10 +45,13 @@ class TrainingFeatures:
         cache_features: Cache features by image path. Defaults to ``True``.
         learn_from_real_anomalies: Serve real defective images (the batch's own and the datamodule's
             ``anomaly_train_dataloader()``) to stage A. Defaults to ``True``.
+        cache_dtype: Precision of the cached features (see :class:`FeatureCache`). Defaults to ``"float32"``.
     """
 
-    def __init__(self, cache_features: bool = True, learn_from_real_anomalies: bool = True) -> None:
-        self.cache = FeatureCache(enabled=cache_features)
+    def __init__(
+        self, cache_features: bool = True, learn_from_real_anomalies: bool = True, cache_dtype: CacheDtype = "float32"
+    ) -> None:
+        self.cache = FeatureCache(enabled=cache_features, dtype=cache_dtype)
         self.learn_from_real_anomalies = learn_from_real_anomalies
         self.real_anomalies: RealAnomalyStream | None = None
 
