@@ -67,7 +67,7 @@ class CellRecord:
         n_train: Training images.
         fit_s: Wall time of ``engine.fit`` in seconds.
         test_s: Wall time of ``engine.test`` in seconds.
-        peak_train_mb: Peak memory while training: the process and its data-loader workers (PSS, MB).
+        peak_train_mb: Peak memory the process and its data-loader workers allocated while training (MB).
         peak_test_mb: Peak memory while testing (MB).
         peak_train_gpu_mb: Peak GPU memory torch allocated while training; ``None`` off CUDA.
         peak_test_gpu_mb: Peak GPU memory torch allocated while testing; ``None`` off CUDA.

@@ -26,7 +26,7 @@ def bubble_chart(summary: list[dict[str, Any]], path: Path) -> Path | None:
     """Throughput vs mean image AUROC per model, bubble area proportional to peak memory (paper's Fig. 5).
 
     The memory is the peak GPU memory when every model ran on a CUDA device, else the peak memory
-    of the process and its data-loader workers (PSS summed, see :mod:`anomalib_grad.compare.memory`).
+    the process and its data-loader workers allocated (see :mod:`anomalib_grad.compare.memory`).
 
     Args:
         summary: The report's summary rows.

@@ -1,9 +1,13 @@
 """Peak memory while a block runs: this process and its children (data-loader workers), and the GPU's.
 
-Host memory is sampled as the proportional set size (PSS) summed over the process tree: a page that the
+Host memory is the memory the job itself allocates: the proportional set size (PSS) of the anonymous and
+shared-memory pages, summed over the process tree (Linux's ``/proc/<pid>/smaps_rollup``). A page that the
 forked data-loader workers share with their parent counts once in the sum, not once per process as the
-resident set size (RSS) would. Where the system reports no PSS (macOS, Windows) the unique set size (USS)
-is used. On a CUDA device the peak that torch's allocator reached is read as well.
+resident set size (RSS) would. Pages mapped from files — the code of torch and the other libraries, the same
+for every model — are left out: their PSS is split with every other process that maps the same libraries, so
+it would change with whatever else runs on the machine.
+Where the system has no ``smaps_rollup`` (macOS, Windows, old kernels) the whole PSS, or the unique set size
+(USS), is used. On a CUDA device the peak that torch's allocator reached is read as well.
 
 Example:
     >>> with PeakMemory() as memory:
@@ -15,22 +19,34 @@ Example:
 """
 
 import threading
+from pathlib import Path
 from types import TracebackType
 
 import psutil
 import torch
 
 MEGABYTE = 1024 * 1024
+ALLOCATED_FIELDS = ("Pss_Anon", "Pss_Shmem")  # smaps_rollup fields of the pages a process allocated
 
 
 def process_memory(process: psutil.Process) -> int:
-    """Proportional set size of one process in bytes (its unique set size where the system has no PSS)."""
+    """Memory a process allocated, in bytes: PSS of its anonymous and shared-memory pages.
+
+    Falls back to the whole PSS (or USS) where the system has no ``/proc/<pid>/smaps_rollup``.
+    """
+    try:
+        rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+    except OSError:
+        rollup = ""
+    fields = dict(line.split(":", 1) for line in rollup.splitlines() if line.startswith(ALLOCATED_FIELDS))
+    if len(fields) == len(ALLOCATED_FIELDS):
+        return sum(int(value.split()[0]) for value in fields.values()) * 1024  # reported in kB
     info = process.memory_full_info()
     return getattr(info, "pss", info.uss)
 
 
 def process_tree_memory(process: psutil.Process) -> int:
-    """Memory of a process and all its descendants, in bytes: PSS summed (vanished children count 0).
+    """Memory of a process and its descendants in bytes: :func:`process_memory` summed (vanished ones count 0).
 
     Example:
         >>> process_tree_memory(psutil.Process()) > 0
@@ -46,7 +62,7 @@ def process_tree_memory(process: psutil.Process) -> int:
 
 
 class PeakMemory:
-    """Context manager sampling the memory (PSS) of this process tree; ``peak_mb`` is the largest sample.
+    """Context manager sampling the memory of this process tree; ``peak_mb`` is the largest sample.
 
     Args:
         interval: Seconds between samples. Defaults to ``0.02``.
@@ -65,7 +81,7 @@ class PeakMemory:
 
     @property
     def peak_mb(self) -> float:
-        """Peak memory of the process tree (PSS summed) in MiB."""
+        """Peak memory of the process tree (:func:`process_tree_memory`) in MiB."""
         return self.peak_bytes / MEGABYTE
 
     def _sample(self) -> None:

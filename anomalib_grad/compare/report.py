@@ -250,8 +250,9 @@ def write_report(plan: ComparisonPlan, records: dict[str, CellRecord], folder: P
         f"{setting}; image size {plan.image_size[0]}×{plan.image_size[1]}; seeds {plan.seeds} (metrics: mean ± std "
         f"over seeds); {done} of {len(plan.cells())} cells finished. fusion_weight / abnormal_contribution: Grad's "
         "fusion weight and ‖w·x̂_a‖ / ‖x̂_n‖ on the validation images (how much the abnormal grid changes the "
-        "reconstruction). Costs: train/test s are wall times; peak MB is the memory of the process and its "
-        f"data-loader workers (PSS summed: shared pages count once){gpu_memory}; model MB is the state dict; "
+        "reconstruction). Costs: train/test s are wall times; peak MB is the memory the process and its "
+        "data-loader workers allocated (PSS of anonymous and shared-memory pages summed: pages shared with the "
+        f"workers count once, library code not at all){gpu_memory}; model MB is the state dict; "
         f"img/s at batch {plan.throughput_batch_size} "
         f"({'OpenVINO FP32 on the CPU' if plan.openvino else 'no OpenVINO export'}).",
         "## Per model (metrics and img/s: mean over categories; s and model MB: total; peak MB: largest)",
